@@ -1,0 +1,5 @@
+import sys
+
+from hwsearch.cli import main
+
+sys.exit(main())

@@ -1,0 +1,23 @@
+"""The resolved configuration of one run: plain values, saved with every result.
+
+Kept free of heavy imports so that the CLI can answer `--help` and reject bad input fast.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    target: str = "cortex-a76"      # built-in name or path to a target YAML
+    budget: str = "10MB"            # file-size budget; MB = 10^6 bytes, MiB = 2^20
+    model: str = "resnet18"         # built-in model, trained on digits on first use
+    trials: int = 300               # Optuna trials; each is table look-ups only
+    top_k: int = 3                  # best feasible candidates confirmed by retraining
+    finetune_epochs: int = 2
+    finetune_lr: float = 0.01       # one-cycle peak; a tenth of the pre-training peak
+    calibration_size: int = 256     # training images whose activations feed the proxy
+    seed: int = 0
+    results_dir: str = "results"
+    cache_dir: str | None = None    # trained-model cache; None: $HWSEARCH_CACHE or ~/.cache/hwsearch
+    run_id: str | None = None       # None: <target>-<budget>-<model>-<UTC time>

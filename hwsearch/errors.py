@@ -1,0 +1,28 @@
+"""Errors a user can act on. The CLI prints their message as one line and exits 2.
+
+Every message says the rule, the value that broke it and how to fix it.
+"""
+
+
+class HwsearchError(Exception):
+    """Root of the errors hwsearch reports to a user (never a bug in hwsearch)."""
+
+
+class BudgetError(HwsearchError):
+    """A budget string that cannot be parsed."""
+
+
+class BudgetInfeasible(HwsearchError):
+    """A budget that no combination of the per-layer options can meet."""
+
+
+class TargetError(HwsearchError):
+    """A target that is unknown, or whose YAML is malformed or invalid."""
+
+
+class ModelError(HwsearchError):
+    """A model that cannot be built, loaded or traced."""
+
+
+class ArtifactError(HwsearchError):
+    """A compressed file that is corrupt, truncated or of another format version."""
