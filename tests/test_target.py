@@ -1,0 +1,73 @@
+import re
+
+import pytest
+
+from cost_models import available_targets, load_target
+from hwsearch.errors import TargetError
+
+VALID = """\
+name: tiny-cpu
+kind: cpu
+clock_hz: 1.0e9
+zero_skipping: false
+compute:
+  - {dtype: fp32, max_weight_bits: 32, macs_per_cycle: 4, pj_per_mac: 4.6, activation_bytes: 4}
+memory:
+  - {name: l1, size_bytes: 32768, read_pj_per_byte: 1.25}
+dram: {bandwidth_bytes_per_s: 1.0e10, read_pj_per_byte: 160}
+"""
+
+
+def test_builtin_cortex_a76_loads_with_its_cited_figures():
+    target = load_target("cortex-a76")
+    assert "cortex-a76" in available_targets()
+    assert target.kind == "cpu" and target.clock_hz == 2.84e9
+    assert target.compute_for(32).macs_per_cycle == 8 and target.compute_for(8).macs_per_cycle == 32
+    assert target.compute_for(4).dtype == "int8"
+    assert [m.name for m in target.memory] == ["l1d", "l2", "l3"]
+
+
+def test_every_builtin_target_cites_a_source_for_every_number():
+    from cost_models.target import TARGETS_DIR
+    number = re.compile(r"^[\s-]*\w+:\s*[-+]?\d[\d.e+_]*\s*(#.*)?$")
+    checked = 0
+    for path in TARGETS_DIR.glob("*.yaml"):
+        for line in path.read_text().splitlines():
+            match = number.match(line)
+            if match:
+                checked += 1
+                assert match.group(1), f"{path.name}: {line.strip()!r} has no source comment"
+    assert checked >= 10
+
+
+def test_a_target_file_path_works(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(VALID)
+    assert load_target(str(path)).name == "tiny-cpu"
+
+
+@pytest.mark.parametrize("text, message", [
+    (VALID.replace("kind: cpu", "kind: cpu\nkind: gpu"), "duplicate key 'kind'"),
+    (VALID.replace("clock_hz: 1.0e9", "clock_hz: -1"), "clock_hz: Input should be greater than 0"),
+    (VALID.replace("zero_skipping: false\n", ""), "zero_skipping: Field required"),
+    (VALID + "colour: blue\n", "colour: Extra inputs are not permitted"),
+    ("name: [unclosed\n", "not valid YAML at line"),
+    ("- just\n- a list\n", "must hold a mapping"),
+])
+def test_bad_target_files_name_every_problem(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(TargetError, match=message):
+        load_target(str(path))
+
+
+def test_all_problems_are_reported_at_once(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(VALID.replace("clock_hz: 1.0e9", "clock_hz: 0").replace("kind: cpu", "kind: fpga"))
+    with pytest.raises(TargetError, match="kind.*clock_hz"):
+        load_target(str(path))
+
+
+def test_unknown_target_lists_the_choices():
+    with pytest.raises(TargetError, match="unknown target 'cortex-a99': choose one of cortex-a76"):
+        load_target("cortex-a99")
