@@ -1,0 +1,69 @@
+"""Accuracy proxy: how well each compressed layer reproduces the original layer's outputs.
+
+For every (layer, option) the compressed layer is run on that layer's own calibration
+inputs (captured from the original model) and compared with the original outputs:
+
+    error = ||y - y_hat||_F / ||y||_F            y: (N, C_out, H, W) or (N, out)
+
+Relative, so that layers of very different scale can be summed. Computed once before
+the search (the search only reads this table).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwsearch.compress import compress, svd
+from hwsearch.layer_graph import Layer
+from hwsearch.options import Option
+
+
+@dataclass(frozen=True)
+class ProxyTable:
+    """errors[layer name][i] is the relative output error of options[layer name][i]."""
+    options: dict[str, list[Option]]
+    errors: dict[str, np.ndarray]
+
+
+def capture_inputs(model: nn.Module, layers: list[Layer], calibration: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Inputs each layer sees when the original model runs on `calibration`."""
+    inputs, hooks = {}, []
+    for layer in layers:
+        def hook(module, args, name=layer.name):
+            inputs[name] = args[0].detach()
+        hooks.append(model.get_submodule(layer.name).register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            model.eval()(calibration)
+    finally:
+        for handle in hooks:
+            handle.remove()
+    return inputs
+
+
+@torch.no_grad()
+def build_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
+                      calibration: torch.Tensor, progress=None) -> ProxyTable:
+    """Relative feature-map reconstruction error of every option of every layer."""
+    inputs = capture_inputs(model, layers, calibration)
+    task = progress.add_task("proxy table", total=sum(len(options[l.name]) for l in layers)) if progress else None
+    errors = {}
+    for layer in layers:
+        module = model.get_submodule(layer.name)
+        x = inputs[layer.name]
+        y = module(x)
+        norm = y.norm().clamp_min(1e-12)
+        cached = svd(module) if any(o.rank for o in options[layer.name]) else None
+        row = []
+        for option in options[layer.name]:
+            y_hat = compress(module, option, svd_cache=cached)(x)
+            row.append(((y - y_hat).norm() / norm).item())
+            if progress:
+                progress.advance(task)
+        errors[layer.name] = np.asarray(row)
+    if progress:
+        progress.remove_task(task)
+    return ProxyTable(options, errors)
