@@ -1,0 +1,90 @@
+"""`hwsearch --target cortex-a76 --budget 10MB`: search, retrain, export, report.
+
+Bad input ends with one line on stderr (what is wrong and how to fix it) and exit 2.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hwsearch.budget import parse_size
+from hwsearch.config import RunConfig
+from hwsearch.errors import HwsearchError
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    d = RunConfig()
+    p = argparse.ArgumentParser(
+        prog="hwsearch",
+        description="Find the per-layer compression (rank, sparsity, bits) that keeps the most accuracy "
+                    "within a size budget on a hardware target, confirm it by retraining and export it.",
+        epilog="Sizes: B, KB, MB, GB are powers of 10 (10MB = 10,000,000 bytes); KiB, MiB, GiB are powers "
+               "of 2 (10MiB = 10,485,760 bytes); a bare number is bytes. The exported file is at most the budget.")
+    p.add_argument("--target", default=d.target, help=f"built-in target name or path to a target YAML (default {d.target})")
+    p.add_argument("--budget", required=True, help="size budget of the exported file, e.g. 10MB, 10MiB, 500KB, 10000000")
+    p.add_argument("--model", default=d.model, help=f"built-in model trained on digits: resnet18 or lenet5 (default {d.model})")
+    p.add_argument("--trials", type=int, default=d.trials, help=f"Optuna trials (default {d.trials})")
+    p.add_argument("--top-k", type=int, default=d.top_k, help=f"candidates confirmed by retraining (default {d.top_k})")
+    p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs, help=f"epochs per retrained candidate (default {d.finetune_epochs})")
+    p.add_argument("--calibration", type=int, default=d.calibration_size, help=f"images feeding the proxy (default {d.calibration_size})")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--results", default=d.results_dir, help=f"folder for run folders (default {d.results_dir}/)")
+    p.add_argument("--cache-dir", default=None, help="trained-model cache (default $HWSEARCH_CACHE or ~/.cache/hwsearch)")
+    p.add_argument("--run-id", default=None, help="name of the run folder (default <target>-<budget>-<model>-<UTC time>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars; print the summary only")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    for flag, value, low in (("--trials", args.trials, 1), ("--top-k", args.top_k, 1),
+                             ("--finetune-epochs", args.finetune_epochs, 0), ("--calibration", args.calibration, 1)):
+        if value < low:
+            print(f"hwsearch: error: {flag} must be at least {low}, got {value}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        parse_size(args.budget)          # fail fast, before the heavy imports below
+    except HwsearchError as exc:
+        print(f"hwsearch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    import optuna
+
+    from hwsearch.pipeline import run
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    config = RunConfig(target=args.target, budget=args.budget, model=args.model, trials=args.trials,
+                       top_k=args.top_k, finetune_epochs=args.finetune_epochs, calibration_size=args.calibration,
+                       seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id)
+    console = Console(stderr=True, quiet=args.quiet)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, transient=True, disable=args.quiet)
+    try:
+        with progress:
+            summary, folder = run(config, progress)
+    except HwsearchError as exc:
+        print(f"hwsearch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hwsearch: interrupted; no results were written", file=sys.stderr)
+        return 130
+    _print_summary(summary, folder)
+    return 0
+
+
+def _print_summary(s: dict, folder) -> None:
+    b, f = s["baseline"], s["final"]
+    print(f"hwsearch: {s['model']} on {s['target']}, budget {s['budget']} ({s['budget_bytes']:,} bytes)")
+    print(f"  accuracy  {b['test_accuracy']:.2%} -> {f['test_accuracy']:.2%} (test, after fine-tuning)")
+    print(f"  size      {b['size_bytes']:,} -> {f['size_bytes']:,} bytes ({s['compression_ratio']:.2f}x)")
+    print(f"  latency   {b['latency_s'] * 1e3:.3f} -> {f['latency_s'] * 1e3:.3f} ms (predicted)")
+    print(f"  energy    {b['energy_j'] * 1e3:.3f} -> {f['energy_j'] * 1e3:.3f} mJ (predicted)")
+    print(f"  results   {folder}/ (summary.json, report.md, pareto.png, {s['artifact']})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""The CLI as a user runs it: a tiny end-to-end search, and one clear line for bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hwsearch import artifact
+from hwsearch.workload import load_workload
+
+
+def hwsearch(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    return subprocess.run([sys.executable, "-m", "hwsearch", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(model_cache, tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("run")
+    proc = hwsearch("--model", "lenet5", "--target", "cortex-a76", "--budget", "20KB", "--trials", "60",
+                    "--top-k", "2", "--finetune-epochs", "2", "--cache-dir", str(model_cache),
+                    "--run-id", "tiny", "--quiet", cwd=cwd)
+    return proc, cwd / "results" / "tiny"
+
+
+def test_end_to_end_run_exports_a_file_within_budget(tiny_run, model_cache):
+    proc, folder = tiny_run
+    assert proc.returncode == 0, proc.stderr
+    assert "accuracy" in proc.stdout and "results" in proc.stdout
+    for name in ("summary.json", "candidates.csv", "plan.json", "pareto.png", "layers.png", "report.md",
+                 "model.hws", "study.journal"):
+        assert (folder / name).stat().st_size > 0, name
+    summary = json.loads((folder / "summary.json").read_text())
+    size = (folder / "model.hws").stat().st_size
+    assert summary["final"]["size_bytes"] == size <= summary["budget_bytes"] == 20_000
+    assert summary["compression_ratio"] == pytest.approx(summary["baseline"]["size_bytes"] / size)
+    assert summary["reload_max_abs_diff"] == 0.0
+    assert summary["final"]["test_accuracy"] >= summary["baseline"]["test_accuracy"] - 0.05
+    assert summary["search"]["trials"] == 60 and len(summary["retrained"]) == 2
+    for key in ("latency_s", "energy_j"):
+        assert 0 < summary["final"][key] < summary["baseline"][key]
+    lines = (folder / "candidates.csv").read_text().splitlines()
+    assert len(lines) == 61 and lines[0].startswith("trial,feasible,proxy,size_bytes")
+
+
+def test_exported_file_reloads_with_the_reported_accuracy(tiny_run, model_cache):
+    _, folder = tiny_run
+    model, meta = artifact.load(folder / "model.hws")
+    data = load_workload("lenet5", cache_dir=model_cache).data
+    with torch.no_grad():
+        acc = (model(data.test.x).argmax(1) == data.test.y).float().mean().item()
+    summary = json.loads((folder / "summary.json").read_text())
+    assert acc == pytest.approx(summary["final"]["test_accuracy"])
+    assert meta["model"]["name"] == "lenet5"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--budget", "10XB"], "budget '10XB' is not a size"),
+    (["--budget", "10MB", "--target", "cortex-a99"], "unknown target 'cortex-a99'"),
+    (["--budget", "10MB", "--model", "vgg99"], "unknown model 'vgg99'"),
+    (["--budget", "10MB", "--trials", "0"], "--trials must be at least 1"),
+    (["--budget", "10MB", "--target", "broken.yaml"], "is not valid YAML"),
+    (["--budget", "1KB", "--model", "lenet5"], "cannot be met"),
+])
+def test_bad_input_gives_one_line_exit_2_and_no_results(args, message, model_cache, tmp_path):
+    (tmp_path / "broken.yaml").write_text("name: [oops\n")
+    proc = hwsearch(*args, "--cache-dir", str(model_cache), "--quiet", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hwsearch: error:") and message in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
