@@ -51,7 +51,9 @@ def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
 
 
 def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> dict:
-    say = progress.console.print if progress else (lambda *a, **k: None)
+    def say(message: str) -> None:
+        if progress:
+            progress.console.print(message, soft_wrap=True, markup=False, highlight=False)
     timings, clock = {}, time.perf_counter()
 
     def lap(name):
@@ -97,8 +99,9 @@ def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> di
         result = retrain(model, cand.plan(options), data, finetune, progress,
                          description=f"retraining candidate {rank}/{len(top)} (trial {cand.trial})")
         retrained.append((cand, result))
-        say(f"candidate trial {cand.trial}: {int(cand.totals['size_bytes']):,} B, test accuracy "
-            f"{result.accuracy_before:.2%} after compression, {result.test_accuracy:.2%} after fine-tuning")
+        say(f"candidate trial {cand.trial}: {int(cand.totals['size_bytes']):,} B; validation accuracy "
+            f"{result.val_before:.2%} compressed, {result.val_after:.2%} fine-tuned; kept "
+            f"{'fine-tuned' if result.fine_tuned else 'compressed'} weights (test {result.test_accuracy:.2%})")
     chosen, best = max(retrained, key=lambda pair: (pair[1].val_accuracy, -pair[0].proxy))
     lap("retrain")
 
@@ -125,6 +128,7 @@ def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> di
         "baseline": {"test_accuracy": workload.test_accuracy, "size_bytes": int(baseline["size_bytes"]),
                      "latency_s": baseline["latency_s"], "energy_j": baseline["energy_j"], "macs": int(baseline["macs"])},
         "final": {"test_accuracy": reloaded_accuracy, "val_accuracy": best.val_accuracy,
+                  "fine_tuned_kept": best.fine_tuned,
                   "accuracy_before_finetune": best.accuracy_before, "size_bytes": size,
                   "latency_s": chosen.totals["latency_s"], "energy_j": chosen.totals["energy_j"],
                   "macs": int(chosen.totals["macs"]), "proxy": chosen.proxy, "trial": chosen.trial},
@@ -134,7 +138,8 @@ def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> di
         "search": {"trials": len(cands), "feasible": sum(c.feasible for c in cands), "pareto": len(front),
                    "storage": "study.journal"},
         "retrained": [{"trial": c.trial, "proxy": c.proxy, "size_bytes": int(c.totals["size_bytes"]),
-                       "accuracy_before": r.accuracy_before, "val_accuracy": r.val_accuracy,
+                       "accuracy_before": r.accuracy_before, "val_before": r.val_before, "val_after": r.val_after,
+                       "fine_tuned_kept": r.fine_tuned, "val_accuracy": r.val_accuracy,
                        "test_accuracy": r.test_accuracy} for c, r in retrained],
         "timings_s": timings,
         "config": asdict(config),

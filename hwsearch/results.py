@@ -103,10 +103,11 @@ def write_report(path: Path, summary: dict, plan: Plan, chosen_bytes: dict[str, 
         f"{summary['search']['pareto']} on the Pareto front; {len(summary['retrained'])} retrained "
         f"({summary['config']['finetune_epochs']} epochs each):",
         "",
-        "| trial | proxy | size (B) | test acc. before fine-tuning | val acc. | test acc. |",
-        "|---|---|---|---|---|---|",
-        *(f"| {r['trial']} | {r['proxy']:.4f} | {r['size_bytes']:,} | {r['accuracy_before']:.2%} | "
-          f"{r['val_accuracy']:.2%} | {r['test_accuracy']:.2%} |" for r in summary["retrained"]),
+        "| trial | proxy | size (B) | val. acc. compressed | val. acc. fine-tuned | kept | test acc. |",
+        "|---|---|---|---|---|---|---|",
+        *(f"| {r['trial']} | {r['proxy']:.4f} | {r['size_bytes']:,} | {r['val_before']:.2%} | "
+          f"{r['val_after']:.2%} | {'fine-tuned' if r['fine_tuned_kept'] else 'compressed'} | "
+          f"{r['test_accuracy']:.2%} |" for r in summary["retrained"]),
         "",
         "![Pareto](pareto.png)",
         "",

@@ -20,8 +20,9 @@ from hwsearch.models import build_model
 from hwsearch.training import TrainConfig, accuracy, train
 
 RECIPES = {
-    # measured here: about 12 s per epoch on 2 cores, about 99% test accuracy after 10 epochs
-    "resnet18": TrainConfig(epochs=10, max_lr=0.1),
+    # measured here (2 cores): 128-143 s, test accuracy 98.9-99.6% over seeds 0-2;
+    # peak lr 0.1 reached only 97.0-98.5%
+    "resnet18": TrainConfig(epochs=12, max_lr=0.05),
     "lenet5": TrainConfig(epochs=30, max_lr=0.05, weight_decay=1e-4),
 }
 CACHE_VERSION = 1
