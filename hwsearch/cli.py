@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
 def _print_summary(s: dict, folder) -> None:
     b, f = s["baseline"], s["final"]
     print(f"hwsearch: {s['model']} on {s['target']}, budget {s['budget']} ({s['budget_bytes']:,} bytes)")
-    print(f"  accuracy  {b['test_accuracy']:.2%} -> {f['test_accuracy']:.2%} (test, after fine-tuning)")
+    kept = "fine-tuned" if f["fine_tuned_kept"] else "compressed, fine-tuning did not help"
+    print(f"  accuracy  {b['test_accuracy']:.2%} -> {f['test_accuracy']:.2%} (test; {kept})")
     print(f"  size      {b['size_bytes']:,} -> {f['size_bytes']:,} bytes ({s['compression_ratio']:.2f}x)")
     print(f"  latency   {b['latency_s'] * 1e3:.3f} -> {f['latency_s'] * 1e3:.3f} ms (predicted)")
     print(f"  energy    {b['energy_j'] * 1e3:.3f} -> {f['energy_j'] * 1e3:.3f} mJ (predicted)")

@@ -52,8 +52,8 @@ def check_feasible(costs: CostTable, budget_bytes: int) -> None:
     if smallest["size_bytes"] > budget_bytes:
         raise BudgetInfeasible(
             f"budget {format_size(budget_bytes)} ({budget_bytes:,} bytes) cannot be met: the smallest option of "
-            f"every layer still gives a {smallest['size_bytes']:,}-byte file; raise the budget to at least "
-            f"{format_size(int(smallest['size_bytes']) + 999)}")
+            f"every layer still gives a {int(smallest['size_bytes']):,}-byte file; raise the budget to at least "
+            f"{int(smallest['size_bytes']):,} bytes")
 
 
 def greedy_plan(space: dict[str, list[int]], proxy: ProxyTable, costs: CostTable, budget_bytes: int) -> dict[str, int]:
