@@ -56,29 +56,63 @@ def check_feasible(costs: CostTable, budget_bytes: int) -> None:
             f"{int(smallest['size_bytes']):,} bytes")
 
 
+def lower_hull(indices: list[int], sizes: np.ndarray, errors: np.ndarray) -> list[int]:
+    """The options on the lower convex hull of (bytes, error), smallest first.
+
+    Along the hull, each step to a larger option buys less error per byte than the one
+    before, which is what makes the greedy below take the cheapest error per byte first.
+    """
+    hull: list[int] = []
+    for c in indices:                                   # by increasing size, decreasing error
+        while len(hull) >= 2:
+            a, b = hull[-2], hull[-1]
+            # drop b if it lies on or above the segment a-c
+            if (errors[b] - errors[a]) * (sizes[c] - sizes[a]) >= (errors[c] - errors[a]) * (sizes[b] - sizes[a]):
+                hull.pop()
+            else:
+                break
+        hull.append(c)
+    return hull
+
+
 def greedy_plan(space: dict[str, list[int]], proxy: ProxyTable, costs: CostTable, budget_bytes: int) -> dict[str, int]:
-    """Greedy MCKP: start from each layer's best option, then take the step with the least error per byte saved."""
-    choice = {name: indices[-1] for name, indices in space.items()}   # largest = lowest error
-    position = {name: len(indices) - 1 for name, indices in space.items()}
+    """Greedy multiple-choice knapsack: the warm start of the study.
+
+    Start from every layer's lowest-error option; step down each layer's convex hull,
+    always taking the step that adds the least error per byte saved, until the plan fits;
+    then spend the bytes left over on the single-layer upgrades that remove the most error.
+    """
+    sizes = {name: costs.column(name, "weight_bytes") for name in space}
+    hulls = {name: lower_hull(space[name], sizes[name], proxy.errors[name]) for name in space}
+    position = {name: len(hull) - 1 for name, hull in hulls.items()}
+    choice = {name: hull[-1] for name, hull in hulls.items()}
     size = costs.totals(choice)["size_bytes"]
     while size > budget_bytes:
+        steps = []
+        for name, hull in hulls.items():
+            if position[name] > 0:
+                here, there = hull[position[name]], hull[position[name] - 1]
+                saved = sizes[name][here] - sizes[name][there]
+                steps.append(((proxy.errors[name][there] - proxy.errors[name][here]) / saved, name, saved))
+        if not steps:
+            break
+        _, name, saved = min(steps)
+        position[name] -= 1
+        choice[name] = hulls[name][position[name]]
+        size -= saved
+    while True:                                          # use the slack the last step left
         best = None
         for name, indices in space.items():
-            if position[name] == 0:
-                continue
-            here, there = indices[position[name]], indices[position[name] - 1]
-            saved = costs.column(name, "weight_bytes")[here] - costs.column(name, "weight_bytes")[there]
-            worse = proxy.errors[name][there] - proxy.errors[name][here]
-            ratio = worse / max(saved, 1e-9)
-            if best is None or ratio < best[0]:
-                best = (ratio, name, saved)
+            for index in indices:
+                extra = sizes[name][index] - sizes[name][choice[name]]
+                gain = proxy.errors[name][choice[name]] - proxy.errors[name][index]
+                if gain > 0 and size + extra <= budget_bytes and (best is None or gain > best[0]):
+                    best = (gain, name, index, extra)
         if best is None:
-            break
-        _, name, saved = best
-        position[name] -= 1
-        choice[name] = space[name][position[name]]
-        size -= saved
-    return choice
+            return choice
+        _, name, index, extra = best
+        choice[name] = index
+        size += extra
 
 
 def run_study(*, proxy: ProxyTable, costs: CostTable, budget_bytes: int, n_trials: int, storage_path: Path,

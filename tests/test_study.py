@@ -10,7 +10,9 @@ from hwsearch.errors import BudgetInfeasible
 from hwsearch.layer_graph import LayerGraph
 from hwsearch.options import Option, layer_options
 from hwsearch.proxy import build_proxy_table
-from hwsearch.study import greedy_plan, non_dominated, pareto_front, run_study, top_feasible
+import itertools
+
+from hwsearch.study import greedy_plan, lower_hull, non_dominated, pareto_front, run_study, top_feasible
 
 SPEC = {"name": "tiny", "kwargs": {}}
 
@@ -33,11 +35,24 @@ def test_non_dominated_keeps_the_lower_left_staircase():
     assert non_dominated(np.array([0.1, 0.2]), np.array([10, 20])) == [0]
 
 
-def test_greedy_plan_fits_the_budget(tables):
+def test_lower_hull_drops_points_above_the_chords():
+    sizes = np.array([10, 20, 30, 40, 50])
+    errors = np.array([1.0, 0.9, 0.3, 0.2, 0.0])     # (20, 0.9) and (40, 0.2) lie above the hull
+    assert lower_hull([0, 1, 2, 3, 4], sizes, errors) == [0, 2, 4]
+
+
+def test_greedy_plan_fits_and_is_near_the_brute_force_optimum(tables):
     proxy, costs, fp32 = tables
-    space = {n: non_dominated(proxy.errors[n], costs.column(n, "weight_bytes")) for n in proxy.options}
-    for budget in (fp32 // 3, fp32 // 6):
-        assert costs.totals(greedy_plan(space, proxy, costs, budget))["size_bytes"] <= budget
+    names = list(proxy.options)
+    space = {n: non_dominated(proxy.errors[n], costs.column(n, "weight_bytes")) for n in names}
+    for budget in (fp32 // 3, fp32 // 6, fp32 // 12):
+        plan = greedy_plan(space, proxy, costs, budget)
+        assert costs.totals(plan)["size_bytes"] <= budget
+        error = sum(proxy.errors[n][i] for n, i in plan.items())
+        optimum = min(sum(proxy.errors[n][i] for n, i in zip(names, combo))
+                      for combo in itertools.product(*(space[n] for n in names))
+                      if costs.totals(dict(zip(names, combo)))["size_bytes"] <= budget)
+        assert optimum <= error <= optimum * 1.10 + 1e-9
 
 
 def test_study_respects_the_budget_and_stores_its_trials(tables, tmp_path):
