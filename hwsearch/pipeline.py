@@ -23,11 +23,11 @@ from hwsearch.cost_table import build_cost_table
 from hwsearch.errors import HwsearchError
 from hwsearch.layer_graph import LayerGraph
 from hwsearch.options import Option, layer_options
-from hwsearch.proxy import build_proxy_table
+from hwsearch.proxy import cached_proxy_table
 from hwsearch.retrain import retrain
 from hwsearch.study import check_feasible, pareto_front, run_study, top_feasible
 from hwsearch.training import TrainConfig, accuracy
-from hwsearch.workload import load_workload
+from hwsearch.workload import default_cache_dir, load_workload
 
 
 def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
@@ -82,7 +82,9 @@ def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> di
 
     torch.manual_seed(config.seed)
     calibration = data.train.x[:config.calibration_size]
-    proxy = build_proxy_table(model, layers, options, calibration, progress)
+    proxy, reused = cached_proxy_table(model, layers, options, calibration,
+                                       Path(config.cache_dir or default_cache_dir()), progress)
+    say(f"proxy table: {'from cache' if reused else 'computed'}")
     lap("tables_proxy")
 
     study, cands = run_study(proxy=proxy, costs=costs, budget_bytes=budget_bytes, n_trials=config.trials,

@@ -6,11 +6,15 @@ inputs (captured from the original model) and compared with the original outputs
     error = ||y - y_hat||_F / ||y||_F            y: (N, C_out, H, W) or (N, out)
 
 Relative, so that layers of very different scale can be summed. Computed once before
-the search (the search only reads this table).
+the search (the search only reads this table) and cached on disk under a key made of
+everything it depends on: the weights, the calibration images and the option grid.
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +23,8 @@ from torch import nn
 from hwsearch.compress import compress, svd
 from hwsearch.layer_graph import Layer
 from hwsearch.options import Option
+
+PROXY_VERSION = 1   # bump when the error definition changes, so old cache entries are not reused
 
 
 @dataclass(frozen=True)
@@ -67,3 +73,33 @@ def build_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, 
     if progress:
         progress.remove_task(task)
     return ProxyTable(options, errors)
+
+
+def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
+                       calibration: torch.Tensor, cache_dir: Path, progress=None) -> tuple[ProxyTable, bool]:
+    """`build_proxy_table` through a disk cache; returns the table and whether it came from the cache.
+
+    An unreadable entry counts as a miss and is rebuilt: it holds only derived numbers.
+    """
+    key = hashlib.sha256(f"proxy-v{PROXY_VERSION}".encode())
+    for name, tensor in model.state_dict().items():
+        key.update(name.encode())
+        key.update(tensor.detach().contiguous().numpy().tobytes())
+    key.update(calibration.contiguous().numpy().tobytes())
+    for layer in layers:
+        key.update(("|".join([layer.name, *(o.label for o in options[layer.name])])).encode())
+    path = Path(cache_dir) / f"proxy-{key.hexdigest()[:16]}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as saved:
+                errors = {layer.name: saved[layer.name] for layer in layers}
+            if all(len(errors[l.name]) == len(options[l.name]) for l in layers):
+                return ProxyTable(options, errors), True
+        except (OSError, ValueError, KeyError):
+            pass
+    table = build_proxy_table(model, layers, options, calibration, progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **table.errors)
+    os.replace(tmp, path)
+    return table, False

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from hwsearch.layer_graph import LayerGraph
@@ -32,3 +33,33 @@ def test_inputs_are_those_the_original_model_feeds_each_layer(tiny, example):
     assert torch.equal(inputs["stem"], x)
     assert inputs["fc"].shape == (4, 512)
     assert not any(m._forward_pre_hooks for m in tiny.modules())   # hooks removed
+
+
+def test_cache_returns_the_same_table_and_keys_on_the_calibration(tiny, example, tmp_path, monkeypatch):
+    from hwsearch import proxy as proxy_module
+    layers = LayerGraph.trace(tiny, example).compressible()
+    options = {l.name: layer_options(l) for l in layers}
+    x = torch.randn(16, 1, 8, 8)
+    first, reused = proxy_module.cached_proxy_table(tiny, layers, options, x, tmp_path)
+    assert not reused and len(list(tmp_path.glob("proxy-*.npz"))) == 1
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("the cached table should have been used")
+
+    monkeypatch.setattr(proxy_module, "build_proxy_table", no_compute)
+    second, reused = proxy_module.cached_proxy_table(tiny, layers, options, x, tmp_path)
+    assert reused and all(np.array_equal(first.errors[n], second.errors[n]) for n in first.errors)
+    with pytest.raises(AssertionError, match="cached table"):
+        proxy_module.cached_proxy_table(tiny, layers, options, x + 1, tmp_path)   # other data, other key
+
+
+def test_unreadable_cache_entry_is_rebuilt(tiny, example, tmp_path):
+    from hwsearch.proxy import cached_proxy_table
+    layers = LayerGraph.trace(tiny, example).compressible()
+    options = {l.name: layer_options(l) for l in layers}
+    x = torch.randn(16, 1, 8, 8)
+    table, _ = cached_proxy_table(tiny, layers, options, x, tmp_path)
+    for path in tmp_path.glob("proxy-*.npz"):
+        path.write_bytes(b"garbage")
+    again, reused = cached_proxy_table(tiny, layers, options, x, tmp_path)
+    assert not reused and all(np.array_equal(table.errors[n], again.errors[n]) for n in table.errors)
