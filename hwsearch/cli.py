@@ -5,6 +5,7 @@ Bad input ends with one line on stderr (what is wrong and how to fix it) and exi
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from hwsearch.budget import parse_size
@@ -56,10 +57,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from hwsearch.pipeline import run
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)   # failed trials are reported by hwsearch
     config = RunConfig(target=args.target, budget=args.budget, model=args.model, trials=args.trials,
                        top_k=args.top_k, finetune_epochs=args.finetune_epochs, calibration_size=args.calibration,
                        seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id)
+    received: list[int] = []
+
+    def interrupt(signum, frame):
+        # Ctrl-C and SIGTERM alike: unwind, so that run() removes the partial results folder.
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
     console = Console(stderr=True, quiet=args.quiet)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, transient=True, disable=args.quiet)
@@ -69,9 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     except HwsearchError as exc:
         print(f"hwsearch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
+    except BaseException:
+        # a signal can surface as another exception when it lands inside a library call
+        if not received:
+            raise
         print("hwsearch: interrupted; no results were written", file=sys.stderr)
-        return 130
+        return 128 + received[0]
     _print_summary(summary, folder)
     return 0
 

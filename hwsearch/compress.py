@@ -14,6 +14,8 @@ the original kernel and stride, B a 1x1 conv. The singular values are split even
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -112,10 +114,7 @@ class CompressedLayer(nn.Module):
 
 def factor_shapes(weight_shape: tuple[int, ...], option: Option) -> list[tuple[int, int]]:
     """Shapes of the factors an option gives a layer: [(K, n)] or [(r, n), (K, r)]."""
-    rows = weight_shape[0]
-    cols = 1
-    for dim in weight_shape[1:]:
-        cols *= dim
+    rows, cols = weight_shape[0], math.prod(weight_shape[1:])
     return [(rows, cols)] if option.rank is None else [(option.rank, cols), (rows, option.rank)]
 
 

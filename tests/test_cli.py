@@ -73,3 +73,22 @@ def test_bad_input_gives_one_line_exit_2_and_no_results(args, message, model_cac
     assert len(lines) == 1 and lines[0].startswith("hwsearch: error:") and message in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
+
+
+def test_sigterm_mid_run_leaves_no_results_and_says_so(model_cache, tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    proc = subprocess.Popen([sys.executable, "-m", "hwsearch", "--model", "lenet5", "--budget", "20KB",
+                             "--trials", "100000", "--cache-dir", str(model_cache), "--quiet"],
+                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not any((tmp_path / "results").glob(".*.partial/study.journal")):   # the search has started
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert stderr.strip() == "hwsearch: interrupted; no results were written"
+    assert not any((tmp_path / "results").iterdir())
