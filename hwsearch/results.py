@@ -46,12 +46,12 @@ def plot_pareto(path: Path, cands: list[Candidate], front: list[Candidate], budg
     ax.plot([c.totals["size_bytes"] * mb for c in front], [c.proxy for c in front],
             "-", c="tab:orange", lw=1.5, label="Pareto front")
     ax.axvline(budget_bytes * mb, c="tab:red", ls="--", lw=1, label=f"budget {format_size(budget_bytes)}")
-    for cand, test_accuracy in retrained:
+    for i, (cand, test_accuracy) in enumerate(retrained):
         marker = "*" if cand is chosen else "D"
         ax.scatter([cand.totals["size_bytes"] * mb], [cand.proxy], marker=marker, s=120 if cand is chosen else 40,
                    c="tab:green", edgecolors="k", zorder=5)
         ax.annotate(f"{test_accuracy:.1%}", (cand.totals["size_bytes"] * mb, cand.proxy),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+                    textcoords="offset points", xytext=(6, 6 + 11 * i), fontsize=8)   # staggered: points can overlap
     ax.set_xlabel(f"file size (MB); fp32 model is {format_size(baseline_bytes)}")
     ax.set_ylabel("proxy: summed relative output error")
     ax.set_title("Search: every trial (retrained: test accuracy; star: exported)")
