@@ -7,6 +7,7 @@ only when everything succeeded, so a failed run leaves no half-written folder.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from dataclasses import asdict
@@ -30,11 +31,18 @@ from hwsearch.training import TrainConfig, accuracy
 from hwsearch.workload import default_cache_dir, load_workload
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
 def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
     """Run the whole pipeline; returns the summary and the results folder."""
     budget_bytes = parse_size(config.budget)           # bad input fails before any work
     target = load_target(config.target)
-    run_id = config.run_id or f"{target.name}-{config.budget}-{config.model}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    if config.run_id is not None and not _SAFE_NAME.fullmatch(config.run_id):
+        raise HwsearchError(f"--run-id {config.run_id!r} is not a plain folder name: use letters, digits, '.', '_' "
+                            "and '-' only, not starting with '.'")
+    stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    run_id = config.run_id or re.sub(r"[^A-Za-z0-9._-]", "", f"{target.name}-{config.budget}-{config.model}-{stamp}")
     final_dir = Path(config.results_dir) / run_id
     if final_dir.exists():
         raise HwsearchError(f"results folder {final_dir} already exists; pass another --run-id or remove it")

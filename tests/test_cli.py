@@ -64,6 +64,7 @@ def test_exported_file_reloads_with_the_reported_accuracy(tiny_run, model_cache)
     (["--budget", "10MB", "--trials", "0"], "--trials must be at least 1"),
     (["--budget", "10MB", "--target", "broken.yaml"], "is not valid YAML"),
     (["--budget", "1KB", "--model", "lenet5"], "cannot be met"),
+    (["--budget", "10MB", "--run-id", "../elsewhere"], "is not a plain folder name"),
 ])
 def test_bad_input_gives_one_line_exit_2_and_no_results(args, message, model_cache, tmp_path):
     (tmp_path / "broken.yaml").write_text("name: [oops\n")
