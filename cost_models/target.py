@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, ValidationError
 
 from hwsearch.errors import TargetError
 
@@ -41,8 +41,8 @@ class Target(BaseModel, extra="forbid", frozen=True):
     kind: Literal["cpu", "gpu", "accelerator"]
     clock_hz: PositiveFloat
     zero_skipping: bool          # does the hardware skip MACs on zero weights?
-    compute: tuple[Compute, ...]
-    memory: tuple[MemoryLevel, ...]   # innermost first
+    compute: tuple[Compute, ...] = Field(min_length=1)
+    memory: tuple[MemoryLevel, ...] = Field(min_length=1)   # innermost first
     dram: Dram
 
     def compute_for(self, bits: int) -> Compute:
@@ -83,9 +83,11 @@ def load_target(name_or_path: str | Path) -> Target:
             raise TargetError(f"unknown target {str(name_or_path)!r}: choose one of "
                               f"{', '.join(available_targets())} or pass the path of a target YAML file")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TargetError(f"cannot read target file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise TargetError(f"target file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
     try:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:

@@ -76,15 +76,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with progress:
             summary, folder = run(config, progress)
-    except HwsearchError as exc:
-        print(f"hwsearch: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except BaseException:
-        # a signal can surface as another exception when it lands inside a library call
-        if not received:
-            raise
-        print("hwsearch: interrupted; no results were written", file=sys.stderr)
-        return 128 + received[0]
+    except BaseException as exc:
+        if received:   # a signal can surface as any exception when it lands inside a library call
+            print("hwsearch: interrupted; no results were written", file=sys.stderr)
+            return 128 + received[0]
+        if isinstance(exc, HwsearchError):
+            print(f"hwsearch: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if isinstance(exc, OSError):   # unwritable --results or --cache-dir, a full disk: not a bug
+            where = f": {exc.filename}" if exc.filename else ""
+            print(f"hwsearch: error: {exc.strerror or exc}{where}; check that the folder exists, is writable "
+                  "and has space (--results, --cache-dir)", file=sys.stderr)
+            return EXIT_USAGE
+        raise
     _print_summary(summary, folder)
     return 0
 

@@ -88,7 +88,6 @@ def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> di
         f"fp32 file {int(baseline['size_bytes']):,} bytes, budget {budget_bytes:,}")
     lap("tables_cost")
 
-    torch.manual_seed(config.seed)
     calibration = data.train.x[:config.calibration_size]
     proxy, reused = cached_proxy_table(model, layers, options, calibration,
                                        Path(config.cache_dir or default_cache_dir()), progress)

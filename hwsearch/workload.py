@@ -51,6 +51,7 @@ def load_workload(model_name: str, *, cache_dir: Path | None = None, data_seed: 
     key = json.dumps({"v": CACHE_VERSION, "spec": spec, "recipe": asdict(recipe), "data_seed": data_seed,
                       "torch": torch.__version__.split("+")[0]}, sort_keys=True)
     path = Path(cache_dir or default_cache_dir()) / f"{model_name}-digits-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
+    torch.manual_seed(recipe.seed)                       # the initial weights are part of the recipe
     model = build_model(model_name, **spec["kwargs"])
     if path.is_file():
         try:
@@ -60,8 +61,6 @@ def load_workload(model_name: str, *, cache_dir: Path | None = None, data_seed: 
             raise ModelError(f"cached model {path} cannot be read ({type(exc).__name__}); "
                              f"delete it (rm {path}) and run again to retrain") from None
         return Workload(model.eval(), spec, data, saved["test_accuracy"], trained_now=False)
-    torch.manual_seed(recipe.seed)
-    model = build_model(model_name, **spec["kwargs"])
     train(model, data.train, recipe, progress, description=f"training {model_name} on digits (first use)")
     test_accuracy = accuracy(model, data.test)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -65,9 +65,11 @@ def test_exported_file_reloads_with_the_reported_accuracy(tiny_run, model_cache)
     (["--budget", "10MB", "--target", "broken.yaml"], "is not valid YAML"),
     (["--budget", "1KB", "--model", "lenet5"], "cannot be met"),
     (["--budget", "10MB", "--run-id", "../elsewhere"], "is not a plain folder name"),
+    (["--budget", "20KB", "--model", "lenet5", "--results", "a-file/runs"], "check that the folder exists"),
 ])
 def test_bad_input_gives_one_line_exit_2_and_no_results(args, message, model_cache, tmp_path):
     (tmp_path / "broken.yaml").write_text("name: [oops\n")
+    (tmp_path / "a-file").write_text("not a folder")
     proc = hwsearch(*args, "--cache-dir", str(model_cache), "--quiet", cwd=tmp_path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()

@@ -53,6 +53,8 @@ def test_a_target_file_path_works(tmp_path):
     (VALID + "colour: blue\n", "colour: Extra inputs are not permitted"),
     ("name: [unclosed\n", "not valid YAML at line"),
     ("- just\n- a list\n", "must hold a mapping"),
+    (VALID.replace("memory:\n  - {name: l1, size_bytes: 32768, read_pj_per_byte: 1.25}", "memory: []"),
+     "memory: Tuple should have at least 1 item"),
 ])
 def test_bad_target_files_name_every_problem(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
@@ -71,3 +73,10 @@ def test_all_problems_are_reported_at_once(tmp_path):
 def test_unknown_target_lists_the_choices():
     with pytest.raises(TargetError, match="unknown target 'cortex-a99': choose one of cortex-a76"):
         load_target("cortex-a99")
+
+
+def test_non_utf8_target_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(TargetError, match="not UTF-8"):
+        load_target(str(path))
