@@ -1,4 +1,4 @@
-"""Built-in architectures, defined here because no weights can be downloaded.
+"""The built-in digits models, defined here because no weights can be downloaded.
 
 `resnet18` follows He et al. (2016) with the stem adapted to 8x8 digits: a 3x3
 stride-1 convolution and no max-pool, so the four stages run at 8, 4, 2 and 1 pixels.
@@ -8,12 +8,8 @@ It keeps ResNet-18's 11.2 M parameters (44.7 MB in fp32), four times the default
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
-
-from hwsearch.errors import ModelError
 
 
 class BasicBlock(nn.Module):
@@ -71,13 +67,3 @@ class LeNet5(nn.Module):
         x = self.pool(self.relu(self.conv2(x)))
         x = torch.flatten(x, 1)
         return self.fc3(self.relu(self.fc2(self.relu(self.fc1(x)))))
-
-
-BUILTIN_MODELS: dict[str, Callable[..., nn.Module]] = {"resnet18": ResNet18, "lenet5": LeNet5}
-
-
-def build_model(name: str, **kwargs) -> nn.Module:
-    """Build a built-in architecture by name, randomly initialised."""
-    if name not in BUILTIN_MODELS:
-        raise ModelError(f"unknown model {name!r}: choose one of {', '.join(sorted(BUILTIN_MODELS))}")
-    return BUILTIN_MODELS[name](**kwargs)
