@@ -1,0 +1,57 @@
+"""The standard ImageNet reference architectures by name, defined in the project.
+
+Each builder returns a randomly initialised model with the layer structure, module
+order, parameter count and MACs of the torchvision 0.2x model of the same name
+(MobileNet v1, which torchvision lacks, follows Howard et al. 2017), so that hwsearch
+can cost them without torchvision or downloaded weights. All take 1x3x224x224 input,
+trace with torch.fx, and take one argument, `num_classes` (default 1000).
+
+    model = build_reference("mobilenet_v2")             # 3,504,872 parameters, 0.301 GMACs
+    model = build_reference("resnet50", num_classes=10)
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from torch import nn
+
+from hwsearch.errors import ModelError
+from hwsearch.models.alexnet import alexnet
+from hwsearch.models.densenet import densenet121
+from hwsearch.models.efficientnet import efficientnet_b0
+from hwsearch.models.googlenet import googlenet
+from hwsearch.models.mnasnet import mnasnet1_0
+from hwsearch.models.mobilenet import mobilenet_v1, mobilenet_v2, mobilenet_v3_large, mobilenet_v3_small
+from hwsearch.models.regnet import regnet_y_400mf
+from hwsearch.models.resnet import resnet18, resnet50
+from hwsearch.models.shufflenet import shufflenet_v2_x1_0
+from hwsearch.models.squeezenet import squeezenet1_0, squeezenet1_1
+from hwsearch.models.vgg import vgg16
+
+REFERENCE_MODELS: dict[str, Callable[..., nn.Module]] = {
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "mobilenet_v1": mobilenet_v1,
+    "mobilenet_v2": mobilenet_v2,
+    "mobilenet_v3_large": mobilenet_v3_large,
+    "mobilenet_v3_small": mobilenet_v3_small,
+    "vgg16": vgg16,
+    "squeezenet1_0": squeezenet1_0,
+    "squeezenet1_1": squeezenet1_1,
+    "googlenet": googlenet,
+    "alexnet": alexnet,
+    "densenet121": densenet121,
+    "efficientnet_b0": efficientnet_b0,
+    "shufflenet_v2_x1_0": shufflenet_v2_x1_0,
+    "mnasnet1_0": mnasnet1_0,
+    "regnet_y_400mf": regnet_y_400mf,
+}
+
+__all__ = ["REFERENCE_MODELS", "build_reference"]
+
+
+def build_reference(name: str, **kwargs) -> nn.Module:
+    """Build a reference architecture by name, randomly initialised (kwargs: `num_classes`)."""
+    if name not in REFERENCE_MODELS:
+        raise ModelError(f"unknown reference model {name!r}: choose one of {', '.join(sorted(REFERENCE_MODELS))}")
+    return REFERENCE_MODELS[name](**kwargs)
