@@ -1,0 +1,224 @@
+"""What a deployed runtime runs: a compressed model as plain torch modules, then as ONNX.
+
+A `CompressedLayer` recomputes its exported weight (masked, then quantized per row) on
+every call, so that fine-tuning sees what is exported. A runtime holds that weight once:
+
+    plain_(model)                          # each CompressedLayer -> Conv2d / Linear, or two of them
+    export_onnx(model, x, "m.onnx")        # fp32 ONNX, batch fixed to x's
+    export_onnx(model, x, "m8.onnx", int8_layers={"layer1.0.conv1", "fc"}, calibration=images)
+
+With `int8_layers`, the named layers are statically quantized in QDQ form (per-channel
+symmetric int8 weights, uint8 activations calibrated by min-max on `calibration`);
+onnxruntime fuses each into an int8 kernel (QLinearConv, QGemm, QLinearMatMul). uint8
+activations because onnxruntime's x86 int8 GEMM is u8 x s8 (VNNI `vpdpbusd`): measured
+here, MatMulInteger with int8 activations falls back to a kernel 20x slower.
+Weights of fewer than 8 bits are requantized to int8 codes (per row: the 4-bit grid is
+not a subset of the 8-bit one, so they move by at most half an 8-bit step).
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from hwsearch.compress import CompressedLayer
+
+OPSET = 17
+_WEIGHT_OPS = {"Conv", "Gemm", "MatMul"}     # what torch's exporter makes of Conv2d and Linear
+
+
+def plain_(model: nn.Module) -> nn.Module:
+    """Replace every `CompressedLayer` in `model` by plain modules computing the same function.
+
+    A full-rank layer becomes an `nn.Conv2d` or `nn.Linear` holding its exported weight
+    (masked and dequantized) and bias; a low-rank layer an `nn.Sequential` of its two
+    smaller layers (conv: r filters of the original kernel, stride, padding and dilation,
+    then a 1x1 conv r -> K with the bias; linear: two Linear layers). In place; returns
+    `model`, or its replacement when `model` itself is a compressed layer. A layer shared
+    by several parents stays shared.
+    """
+    if isinstance(model, CompressedLayer):
+        return _plain_layer(model)
+    replacements: dict[int, nn.Module] = {}
+    compressed = [(name, module) for name, module in model.named_modules(remove_duplicate=False)
+                  if isinstance(module, CompressedLayer)]
+    for name, layer in compressed:
+        if id(layer) not in replacements:
+            replacements[id(layer)] = _plain_layer(layer)
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, replacements[id(layer)])
+    return model
+
+
+def _plain_layer(layer: CompressedLayer) -> nn.Module:
+    with torch.no_grad():
+        weights = [factor().detach().clone() for factor in layer.factors]   # (rows, cols) each
+        bias = None if layer.bias is None else layer.bias.detach().clone()
+    if layer.kind == "linear":
+        if len(weights) == 1:
+            plain = _linear(weights[0], bias)
+        else:
+            plain = nn.Sequential(_linear(weights[0], None), _linear(weights[1], bias))
+    else:
+        k, cg, kh, kw = layer.weight_shape
+        conv = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation)
+        if len(weights) == 1:
+            plain = _conv(weights[0].view(k, cg, kh, kw), bias, groups=layer.groups, **conv)
+        else:
+            first, second = weights                                       # (r, cg*kh*kw), (K, r)
+            plain = nn.Sequential(_conv(first.view(-1, cg, kh, kw), None, groups=1, **conv),
+                                  _conv(second[:, :, None, None], bias, groups=1))
+    return plain.train(layer.training)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    # Built on the meta device: no random initialisation of weights that are replaced at once.
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+    linear.weight = nn.Parameter(weight)
+    if bias is not None:
+        linear.bias = nn.Parameter(bias)
+    return linear
+
+
+def _conv(weight: torch.Tensor, bias: torch.Tensor | None, *, groups: int, **geometry) -> nn.Conv2d:
+    k, cg, kh, kw = weight.shape
+    conv = nn.Conv2d(cg * groups, k, (kh, kw), groups=groups, bias=bias is not None, device="meta", **geometry)
+    conv.weight = nn.Parameter(weight)
+    if bias is not None:
+        conv.bias = nn.Parameter(bias)
+    return conv
+
+
+def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path, *,
+                int8_layers: set[str] | None = None, calibration: torch.Tensor | None = None) -> Path:
+    """Export `model` (compressed or not; left unchanged) to ONNX at `path`; returns the path.
+
+    The exported graph is `plain_` of a copy of the model in eval mode (batch norm folded
+    into the convolutions), opset 17, the batch dimension fixed to `example_input`'s.
+    `int8_layers` names layers to run with int8 kernels; `calibration` (N, *example's
+    per-example shape), N a multiple of the example's batch, gives their activation
+    ranges. The file is written under a temporary name and renamed.
+    """
+    path = Path(path)
+    int8_layers = set(int8_layers or ())
+    batch = example_input.shape[0]
+    if int8_layers:
+        if calibration is None:
+            raise ValueError("int8_layers needs calibration inputs to set activation ranges: "
+                             "pass calibration=<tensor of a few representative inputs>")
+        if calibration.shape[1:] != example_input.shape[1:] or len(calibration) % batch:
+            raise ValueError(f"calibration must be (N, {', '.join(map(str, example_input.shape[1:]))}) with N a "
+                             f"multiple of the example's batch {batch}, but got {tuple(calibration.shape)}")
+    plain = plain_(copy.deepcopy(model)).eval()
+    unknown = sorted(name for name in int8_layers if not _weight_modules(plain, name))
+    if unknown:
+        raise ValueError(f"int8_layers must name conv or linear layers of the model; these do not: {unknown}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.") as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        _export(plain, example_input, fp32)
+        final = fp32
+        if int8_layers:
+            final = Path(tmp) / "int8.onnx"
+            graph = onnx.load(fp32, load_external_data=False).graph
+            nodes = [node for name in sorted(int8_layers)
+                     for node in _layer_nodes(graph, name, len(_weight_modules(plain, name)))]
+            _quantize(fp32, final, nodes, calibration.split(batch))
+            missed = sorted(set(nodes) - quantized_nodes(onnx.load(final, load_external_data=False)))
+            if missed:
+                raise RuntimeError(f"onnxruntime's quantizer left nodes {missed} in float; "
+                                   "remove their layers from int8_layers")
+        final.replace(path)                  # same directory: an atomic rename, never a half-written file
+    return path
+
+
+def _export(plain: nn.Module, example_input: torch.Tensor, path: Path) -> None:
+    # The TorchScript-based exporter (dynamo=False): the torch.export-based one needs
+    # onnxscript, which hwsearch does not depend on. The former warns that it is deprecated.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(plain, (example_input,), str(path), dynamo=False, opset_version=OPSET,
+                          input_names=["input"], output_names=["output"], do_constant_folding=True)
+
+
+def _weight_modules(model: nn.Module, name: str) -> list[nn.Module]:
+    """The Conv2d / Linear modules a plain layer consists of: one, or two for low rank."""
+    try:
+        module = model.get_submodule(name)
+    except AttributeError:
+        return []
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        return [module]
+    if isinstance(module, nn.Sequential) and all(isinstance(m, (nn.Conv2d, nn.Linear)) for m in module):
+        return list(module)
+    return []
+
+
+def _layer_nodes(graph: onnx.GraphProto, name: str, expected: int) -> list[str]:
+    """Names of the ONNX nodes that apply layer `name`'s weights.
+
+    torch's TorchScript exporter names a node by its module path, one segment per level,
+    each segment the level's qualified name from its last non-numeric atom on:
+    module `layer1.0.conv1` gives `/layer1/layer1.0/conv1/Conv`, `fc.0` gives `/fc/fc.0/Gemm`.
+    """
+    atoms = name.split(".")
+    segments = []
+    for end in range(1, len(atoms) + 1):
+        prefix = atoms[:end]
+        start = max((i for i, atom in enumerate(prefix) if not atom.isnumeric()), default=0)
+        segments.append(".".join(prefix[start:]))
+    scope = "/" + "/".join(segments) + "/"
+    nodes = [node.name for node in graph.node if node.op_type in _WEIGHT_OPS and node.name.startswith(scope)]
+    if len(nodes) != expected:
+        raise RuntimeError(f"layer {name!r}: expected {expected} Conv/Gemm/MatMul node(s) under scope {scope!r} "
+                           f"in the exported graph, found {nodes}; is the layer called more than once?")
+    return nodes
+
+
+def _quantize(fp32: Path, out: Path, nodes: list[str], batches: tuple[torch.Tensor, ...]) -> None:
+    # Imported here: the quantization tools load slowly and only int8 exports need them.
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quant_pre_process, quantize_static)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter([{"input": batch.detach().float().numpy()} for batch in batches])
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    # Pre-processing (shape inference, basic graph optimisation) keeps the Conv/Gemm node
+    # names; without it the quantizer logs a warning through the root logger.
+    prepared = out.with_name("prepared.onnx")
+    # The quantizer logs through the root logger's module functions, which install a stderr
+    # handler when the root has none (logging.basicConfig). A NullHandler for the duration
+    # prevents that; applications that configured logging still receive the records.
+    guard = logging.NullHandler()
+    logging.getLogger().addHandler(guard)
+    try:
+        quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=False,
+                        nodes_to_quantize=nodes, extra_options={"WeightSymmetric": True})
+    finally:
+        logging.getLogger().removeHandler(guard)
+
+
+def quantized_nodes(model: onnx.ModelProto) -> set[str]:
+    """Names of the Conv/Gemm/MatMul nodes of a QDQ model whose weight comes from int8 codes."""
+    graph = model.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    int8_initializers = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    names = set()
+    for node in graph.node:
+        if node.op_type in _WEIGHT_OPS and len(node.input) > 1:
+            source = producers.get(node.input[1])
+            if source is not None and source.op_type == "DequantizeLinear" and source.input[0] in int8_initializers:
+                names.add(node.name)
+    return names
