@@ -47,7 +47,7 @@ def evaluate(model, split) -> tuple[float, float]:
 
 def main() -> None:
     with Progress() as progress:
-        work = load_workload("resnet18", progress=progress)
+        work = load_workload("resnet18_digits", progress=progress)
         layers = LayerGraph.trace(work.model, work.data.train.x[:1]).compressible()
         names = [l.name for l in layers]
         options = {l.name: layer_options(l) for l in layers}
@@ -70,7 +70,7 @@ def main() -> None:
     proxies = [r["proxy"] for r in rows]
     out = {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": "resnet18", "target": "cortex-a76", "calibration_images": 256, "fine_tuned": False,
+        "model": "resnet18_digits", "target": "cortex-a76", "calibration_images": 256, "fine_tuned": False,
         "spearman_proxy_vs_test_loss": spearmanr(proxies, [r["test_loss"] for r in rows]).statistic,
         "spearman_proxy_vs_test_error": spearmanr(proxies, [1 - r["test_accuracy"] for r in rows]).statistic,
         "baseline_test_accuracy": work.test_accuracy,

@@ -1,17 +1,21 @@
-"""Per-device cost models. One interface (`CostModel.layer_cost`), many implementations.
+"""Per-device cost models. One interface (`CostModel.price`), several implementations.
 
-Simulator backends (ZigZag, Timeloop) will implement the same interface and confirm
-the analytical figures; `make_cost_model` is where they plug in.
+`analytical` runs in the search's inner loop; `zigzag` (a real simulator) confirms
+accelerator figures. A Timeloop backend plugs in the same way: implement `CostModel`
+and add it to `BACKENDS`; nothing in the search changes.
 """
-from cost_models._base import Cost, CostModel
+from cost_models._base import Cost, CostModel, Costs
 from cost_models.analytical import AnalyticalCostModel
 from cost_models.target import Target, available_targets, load_target
 
-__all__ = ["Cost", "CostModel", "AnalyticalCostModel", "Target", "available_targets", "load_target", "make_cost_model"]
+__all__ = ["BACKENDS", "Cost", "CostModel", "Costs", "AnalyticalCostModel", "Target", "available_targets",
+           "load_target", "make_cost_model"]
+
+BACKENDS = {"analytical": AnalyticalCostModel}
 
 
-def make_cost_model(kind: str, target: Target) -> CostModel:
-    """Build a cost model by name; only `analytical` exists so far."""
-    if kind == "analytical":
-        return AnalyticalCostModel(target)
-    raise ValueError(f"unknown cost model {kind!r}: choose 'analytical'")
+def make_cost_model(kind: str, target: Target, *, batch: int = 1) -> CostModel:
+    """Build a cost model by name for one target."""
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown cost model {kind!r}: choose one of {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[kind](target, batch=batch)

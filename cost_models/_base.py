@@ -1,30 +1,94 @@
-"""The cost-model interface: price one layer under one option on one target."""
+"""The cost-model interface: price layers under options on one target.
+
+`CostModel.price` takes many (layer, option) pairs at once and returns `Costs`, one
+row per pair, so that an implementation can vectorise (the analytical model) or batch
+and cache (a simulator). `Cost` is one row, for people and tests.
+"""
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
 
 from hwsearch.layer_graph import Layer
 from hwsearch.options import Option
 
+from cost_models.target import Target
+
 
 @dataclass(frozen=True)
 class Cost:
-    """What one layer costs for one inference (batch 1). Units are in the names."""
-    macs: int
-    weight_bytes: int       # bytes the layer takes in the compressed file
-    dram_bytes: int         # bytes moved between DRAM and the chip
-    sram_bytes: int         # bytes moved into the innermost on-chip memory
+    """What one layer costs for one inference on the target. Units are in the names."""
+    macs: int                       # multiply-accumulates the hardware executes
+    weight_bytes: int               # bytes the layer takes in the compressed file
     latency_s: float
     energy_j: float
+    bottleneck: str                 # "compute", "overhead" or the memory level that bounds latency
+    reads: dict[str, float] = field(default_factory=dict)    # bytes read at each level, "dram" last
+    writes: dict[str, float] = field(default_factory=dict)   # bytes written at each level
+    energy_parts_j: dict[str, float] = field(default_factory=dict)   # "mac", then one entry per level
 
-    def __add__(self, other: "Cost") -> "Cost":
-        return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+    @property
+    def dram_bytes(self) -> float:
+        return self.reads.get("dram", 0.0) + self.writes.get("dram", 0.0)
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Costs of many (layer, option) pairs: one array entry per pair."""
+    levels: tuple[str, ...]         # memory level names, innermost first, "dram" last
+    macs: np.ndarray
+    weight_bytes: np.ndarray
+    latency_s: np.ndarray
+    energy_j: np.ndarray
+    bottleneck: np.ndarray          # index into ("compute", "overhead", *levels)
+    reads: np.ndarray               # (pairs, levels) bytes
+    writes: np.ndarray
+    energy_parts_j: np.ndarray      # (pairs, 1 + levels): MACs, then each level
+
+    def __len__(self) -> int:
+        return len(self.macs)
+
+    @property
+    def bottleneck_names(self) -> tuple[str, ...]:
+        return ("compute", "overhead", *self.levels)
+
+    def row(self, i: int) -> Cost:
+        return Cost(int(round(self.macs[i])), int(self.weight_bytes[i]), float(self.latency_s[i]),
+                    float(self.energy_j[i]), self.bottleneck_names[int(self.bottleneck[i])],
+                    dict(zip(self.levels, self.reads[i].tolist())), dict(zip(self.levels, self.writes[i].tolist())),
+                    dict(zip(("mac", *self.levels), self.energy_parts_j[i].tolist())))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Flat named columns: the figures the cost table keeps per (layer, option)."""
+        traffic = self.reads + self.writes
+        out = {"weight_bytes": self.weight_bytes, "macs": self.macs, "latency_s": self.latency_s,
+               "energy_j": self.energy_j, "dram_bytes": traffic[:, -1]}
+        for j, level in enumerate(self.levels[:-1]):
+            out[f"{level}_bytes"] = traffic[:, j]
+        return out
 
 
 class CostModel(abc.ABC):
-    """Prices one layer under one option on one target. Pure: same inputs, same Cost."""
+    """Prices layers under compression options on one target. Pure: same inputs, same Costs.
+
+    Implementations: `AnalyticalCostModel` (the inner loop), `ZigZagCostModel` (a
+    simulator that confirms accelerator figures). A Timeloop backend would implement
+    `price` the same way and register in `cost_models.BACKENDS`.
+    """
+
+    def __init__(self, target: Target, *, batch: int = 1):
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
+        self.target = target
+        self.batch = batch
 
     @abc.abstractmethod
-    def layer_cost(self, layer: Layer, option: Option) -> Cost:
-        """Cost of `layer` compressed with `option` (seconds, joules, bytes)."""
+    def price(self, pairs: Sequence[tuple[Layer, Option]]) -> Costs:
+        """Costs of every (layer, option) pair for one inference of `batch` images."""
+
+    def layer_cost(self, layer: Layer, option: Option = Option()) -> Cost:
+        """Cost of one layer under one option (convenience for people and tests)."""
+        return self.price([(layer, option)]).row(0)

@@ -3,54 +3,183 @@
 Three steps: parse YAML (a duplicate key is an error), validate with pydantic (units
 in the key names, unknown keys rejected), return a frozen `Target`. Every problem
 found is reported in one message.
+
+A target describes what the cost model needs and nothing else:
+
+    compute      datapaths (fp32, int8, ...): peak MACs per cycle, energy per MAC, the
+                 operand widths, and how the MACs spread over the loop dimensions
+                 (vector lanes, a PE array): what a layer's shape leaves idle
+    memory       on-chip levels, innermost first: size, bandwidth, energy per byte,
+                 the operands each holds (W weights, I inputs, O outputs)
+    dram         bandwidth and energy per byte
+    sparsity     whether the hardware skips zero weights (and from what sparsity)
+    cpu / gpu    kernel-level figures of a CPU or GPU runtime (calibrated, cited)
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import (BaseModel, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError,
+                      field_validator, model_validator)
 
 from hwsearch.errors import TargetError
 
 TARGETS_DIR = Path(__file__).resolve().parent.parent / "targets"
 
+LoopDim = Literal["B", "G", "K", "C", "OY", "OX", "FY", "FX"]
+Operand = Literal["W", "I", "O"]
 
-class Compute(BaseModel, extra="forbid", frozen=True):
-    dtype: str                   # e.g. fp32, int8
-    max_weight_bits: PositiveInt  # weights of at most this many bits run on this path
-    macs_per_cycle: PositiveFloat
+
+class _Frozen(BaseModel, extra="forbid", frozen=True):
+    """Every target section: unknown keys are errors, values are immutable and finite."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _finite(cls, value):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+class Unroll(_Frozen):
+    """One dimension of the parallel hardware (vector lanes, a row of PEs) and the loop
+    dimensions it may take, in order of preference; a layer whose dimensions are
+    smaller than `size` leaves lanes idle."""
+    name: str = ""                     # e.g. "rows"; memories private to a unroll dimension name it
+    size: PositiveInt
+    dims: tuple[LoopDim, ...] = Field(min_length=1)
+
+
+class Compute(_Frozen):
+    dtype: str                         # e.g. fp32, fp16, int8
+    max_weight_bits: PositiveInt       # weights of at most this many bits run on this path
+    operand_bits: PositiveInt          # width of weights as the datapath multiplies them
+    activation_bytes: PositiveInt      # width of activations on this path
+    accumulator_bytes: PositiveInt = 4  # width of partial sums
+    macs_per_cycle: PositiveFloat      # peak of the whole target on this path
     pj_per_mac: PositiveFloat
-    activation_bytes: PositiveInt
+    unpack_cycles_per_weight: NonNegativeFloat = 0.0   # widening weights stored narrower than operand_bits
+    unroll: tuple[Unroll, ...] = ()    # how macs_per_cycle spreads over loop dimensions
 
 
-class MemoryLevel(BaseModel, extra="forbid", frozen=True):
+class MemoryLevel(_Frozen):
     name: str
-    size_bytes: PositiveInt
-    read_pj_per_byte: PositiveFloat
+    size_bytes: PositiveInt            # per instance
+    instances: PositiveInt = 1         # private copies (one per PE, per SM); capacity adds up
+    bandwidth_bytes_per_cycle: PositiveFloat   # all instances together, towards the datapath
+    read_pj_per_byte: NonNegativeFloat
+    write_pj_per_byte: NonNegativeFloat
+    operands: tuple[Operand, ...] = ("W", "I", "O")
+    private_to: tuple[str, ...] = ()   # unroll dimensions with one copy per lane (a PE's own scratchpad)
+
+    @property
+    def capacity_bytes(self) -> int:
+        return self.size_bytes * self.instances
 
 
-class Dram(BaseModel, extra="forbid", frozen=True):
+class Dram(_Frozen):
     bandwidth_bytes_per_s: PositiveFloat
     read_pj_per_byte: PositiveFloat
+    write_pj_per_byte: PositiveFloat
 
 
-class Target(BaseModel, extra="forbid", frozen=True):
+class Sparsity(_Frozen):
+    """What the hardware does with zero weights. Storage and traffic always shrink by the
+    file's encoding; compute shrinks only as declared here."""
+    skips: Literal["none", "unstructured"] = "none"
+    min_sparsity: float = Field(0.0, ge=0.0, lt=1.0)    # sparse kernels pay off only from this sparsity
+    skip_efficiency: float = Field(1.0, gt=0.0, le=1.0)  # share of the zero MACs actually skipped
+    structured_2_4: bool = False       # 2:4 structured sparsity at 2x (Ampere, Hopper tensor cores)
+    zero_gating: bool = False          # zero operands gate the MAC: energy saved, no cycles saved
+
+
+class Winograd(_Frozen):
+    """Winograd F(m x m, 3 x 3) for 3x3 stride-1 convolutions (Lavin and Gray 2016)."""
+    output_tile: PositiveInt           # m: outputs per tile side
+    min_channels: PositiveInt          # used when both input and output channels reach this
+    efficiency: float = Field(gt=0.0, le=1.0)   # share of the ideal multiply saving realised
+
+
+class CpuKernels(_Frozen):
+    """How a CPU runtime's kernels fall short of peak, by layer shape."""
+    gemm_efficiency: float = Field(gt=0.0, le=1.0)        # large GEMM-like layers, share of peak
+    depthwise_efficiency: float = Field(gt=0.0, le=1.0)   # depthwise convolutions, share of peak
+    register_tile: tuple[PositiveInt, PositiveInt]        # (positions, channels) of the micro-kernel
+    reduction_overhead: NonNegativeFloat                  # MAC steps lost per micro-kernel call
+    layer_overhead_s: NonNegativeFloat                    # fixed cost of one layer (dispatch, packing)
+    winograd: Winograd | None = None
+
+
+class GpuKernels(_Frozen):
+    """How a GPU runtime's kernels fall short of peak at small batch."""
+    sms: PositiveInt                                   # streaming multiprocessors (or shader cores)
+    block_tile: tuple[PositiveInt, PositiveInt]        # (positions, channels) one thread block computes
+    gemm_efficiency: float = Field(gt=0.0, le=1.0)
+    depthwise_efficiency: float = Field(gt=0.0, le=1.0)
+    layer_overhead_s: NonNegativeFloat                 # kernel launch and tail per layer
+
+
+class Target(_Frozen):
     name: str
     kind: Literal["cpu", "gpu", "accelerator"]
+    description: str = ""
     clock_hz: PositiveFloat
-    zero_skipping: bool          # does the hardware skip MACs on zero weights?
     compute: tuple[Compute, ...] = Field(min_length=1)
     memory: tuple[MemoryLevel, ...] = Field(min_length=1)   # innermost first
     dram: Dram
+    activations_stay_on_chip: bool = True   # a layer reads its input from the last level when it fits there
+    sparsity: Sparsity = Sparsity()
+    cpu: CpuKernels | None = None
+    gpu: GpuKernels | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Target":
+        problems = []
+        if self.kind == "cpu" and self.cpu is None:
+            problems.append("a cpu target needs a 'cpu' section (kernel efficiencies)")
+        if self.kind == "gpu" and self.gpu is None:
+            problems.append("a gpu target needs a 'gpu' section (SMs, block tile, efficiencies)")
+        if self.kind != "cpu" and self.cpu is not None or self.kind != "gpu" and self.gpu is not None:
+            problems.append(f"a {self.kind} target takes no {'cpu' if self.cpu else 'gpu'} section")
+        names = [level.name for level in self.memory]
+        if len(set(names)) != len(names) or "dram" in names:
+            problems.append(f"memory level names must be distinct and not 'dram', got {names}")
+        for operand in ("W", "I", "O"):
+            if not any(operand in level.operands for level in self.memory):
+                problems.append(f"no memory level holds operand {operand}")
+        for path in self.compute:
+            names = [u.name for u in path.unroll]
+            for level in self.memory:
+                unknown = [d for d in level.private_to if d not in names]
+                if unknown:
+                    problems.append(f"memory level {level.name} is private_to {unknown}, not an unroll name of "
+                                    f"compute path {path.dtype} ({names})")
+                elif level.private_to and level.instances != math.prod(
+                        u.size for u in path.unroll if u.name in level.private_to):
+                    problems.append(f"memory level {level.name}: instances must equal the product of the sizes of "
+                                    f"{list(level.private_to)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def compute_for(self, bits: int) -> Compute:
-        """The cheapest compute path that takes weights of `bits` bits."""
+        """The path that runs weights of `bits` bits: the narrowest that takes them."""
         paths = [c for c in self.compute if c.max_weight_bits >= bits]
         if not paths:
-            raise TargetError(f"target {self.name} has no compute path for {bits}-bit weights")
+            raise TargetError(f"target {self.name} has no compute path for {bits}-bit weights: add one to its "
+                              f"'compute' list with max_weight_bits >= {bits}")
         return min(paths, key=lambda c: c.max_weight_bits)
+
+    def compute_index(self, bits: int) -> int:
+        return self.compute.index(self.compute_for(bits))
+
+    @property
+    def levels(self) -> list[str]:
+        """Memory level names, innermost first, then dram."""
+        return [level.name for level in self.memory] + ["dram"]
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -74,31 +203,43 @@ def available_targets() -> list[str]:
     return sorted(p.stem for p in TARGETS_DIR.glob("*.yaml"))
 
 
+def target_path(name_or_path: str | Path) -> Path:
+    """The file of a built-in target name (`cortex-a76`) or of a path to a target YAML."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml"):
+        return path
+    path = TARGETS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise TargetError(f"unknown target {str(name_or_path)!r}: choose one of "
+                          f"{', '.join(available_targets())} or pass the path of a target YAML file")
+    return path
+
+
 def load_target(name_or_path: str | Path) -> Target:
     """Load a built-in target by name (`cortex-a76`) or any target YAML by path."""
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = TARGETS_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise TargetError(f"unknown target {str(name_or_path)!r}: choose one of "
-                              f"{', '.join(available_targets())} or pass the path of a target YAML file")
+    path = target_path(name_or_path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise TargetError(f"cannot read target file {path}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise TargetError(f"target file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
+    return parse_target(text, source=str(path))
+
+
+def parse_target(text: str, *, source: str = "<string>") -> Target:
+    """Parse and validate the text of a target YAML; `source` names it in error messages."""
     try:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise TargetError(f"target file {path} is not valid YAML{where}: {problem}") from None
+        raise TargetError(f"target file {source} is not valid YAML{where}: {problem}") from None
     if not isinstance(data, dict):
-        raise TargetError(f"target file {path} must hold a mapping of keys (name, kind, clock_hz, ...)")
+        raise TargetError(f"target file {source} must hold a mapping of keys (name, kind, clock_hz, ...)")
     try:
         return Target.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}" for e in exc.errors())
-        raise TargetError(f"target file {path} is invalid: {problems}") from None
+        raise TargetError(f"target file {source} is invalid: {problems}") from None

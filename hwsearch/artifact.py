@@ -29,7 +29,7 @@ from torch import nn
 
 from hwsearch.compress import CompressedLayer, Factor, factor_shapes, kept_count, quantize
 from hwsearch.errors import ArtifactError
-from hwsearch.models import build_model
+from hwsearch.models import LEGACY_NAMES, build_model
 from hwsearch.options import Option
 
 MAGIC = b"HWSC"
@@ -170,7 +170,8 @@ def load(path: str | Path) -> tuple[nn.Module, dict]:
         raise ArtifactError(f"{path} has format version {version}; this hwsearch reads version {VERSION}")
     meta = json.loads(reader.take(meta_len))
     spec = meta["model"]
-    model = build_model(spec["name"], **spec.get("kwargs", {}))
+    # version-1 files name the digits models as they were called before the reference architectures came
+    model = build_model(LEGACY_NAMES.get(spec["name"], spec["name"]), **spec.get("kwargs", {}))
     dense = {}
     for key, dtype, shape in meta["dense"]:
         torch_dtype = getattr(torch, dtype)

@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
                "of 2 (10MiB = 10,485,760 bytes); a bare number is bytes. The exported file is at most the budget.")
     p.add_argument("--target", default=d.target, help=f"built-in target name or path to a target YAML (default {d.target})")
     p.add_argument("--budget", required=True, help="size budget of the exported file, e.g. 10MB, 10MiB, 500KB, 10000000")
-    p.add_argument("--model", default=d.model, help=f"built-in model trained on digits: resnet18 or lenet5 (default {d.model})")
+    p.add_argument("--model", default=d.model, help=f"built-in model trained on digits: resnet18_digits or lenet5_digits (default {d.model})")
     p.add_argument("--trials", type=int, default=d.trials, help=f"Optuna trials (default {d.trials})")
     p.add_argument("--top-k", type=int, default=d.top_k, help=f"candidates confirmed by retraining (default {d.top_k})")
     p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs, help=f"epochs per retrained candidate (default {d.finetune_epochs})")

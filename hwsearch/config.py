@@ -11,7 +11,7 @@ from dataclasses import dataclass
 class RunConfig:
     target: str = "cortex-a76"      # built-in name or path to a target YAML
     budget: str = "10MB"            # file-size budget; MB = 10^6 bytes, MiB = 2^20
-    model: str = "resnet18"         # built-in model, trained on digits on first use
+    model: str = "resnet18_digits"  # built-in model, trained on digits on first use
     trials: int = 300               # Optuna trials; each is table look-ups only
     top_k: int = 3                  # best feasible candidates confirmed by retraining
     finetune_epochs: int = 2

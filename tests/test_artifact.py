@@ -11,13 +11,13 @@ from hwsearch.layer_graph import LayerGraph
 from hwsearch.models import build_model
 from hwsearch.options import Option, layer_options
 
-SPEC = {"name": "lenet5", "kwargs": {}}
+SPEC = {"name": "lenet5_digits", "kwargs": {}}
 
 
 @pytest.fixture(scope="module")
 def lenet():
     torch.manual_seed(0)
-    model = build_model("lenet5").eval()
+    model = build_model("lenet5_digits").eval()
     graph = LayerGraph.trace(model, torch.zeros(1, 1, 8, 8))
     return model, graph.compressible()
 

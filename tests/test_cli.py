@@ -20,7 +20,7 @@ def hwsearch(*args, cwd):
 @pytest.fixture(scope="module")
 def tiny_run(model_cache, tmp_path_factory):
     cwd = tmp_path_factory.mktemp("run")
-    proc = hwsearch("--model", "lenet5", "--target", "cortex-a76", "--budget", "20KB", "--trials", "60",
+    proc = hwsearch("--model", "lenet5_digits", "--target", "cortex-a76", "--budget", "20KB", "--trials", "60",
                     "--top-k", "2", "--finetune-epochs", "2", "--cache-dir", str(model_cache),
                     "--run-id", "tiny", "--quiet", cwd=cwd)
     return proc, cwd / "results" / "tiny"
@@ -49,12 +49,12 @@ def test_end_to_end_run_exports_a_file_within_budget(tiny_run, model_cache):
 def test_exported_file_reloads_with_the_reported_accuracy(tiny_run, model_cache):
     _, folder = tiny_run
     model, meta = artifact.load(folder / "model.hws")
-    data = load_workload("lenet5", cache_dir=model_cache).data
+    data = load_workload("lenet5_digits", cache_dir=model_cache).data
     with torch.no_grad():
         acc = (model(data.test.x).argmax(1) == data.test.y).float().mean().item()
     summary = json.loads((folder / "summary.json").read_text())
     assert acc == pytest.approx(summary["final"]["test_accuracy"])
-    assert meta["model"]["name"] == "lenet5"
+    assert meta["model"]["name"] == "lenet5_digits"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -63,9 +63,9 @@ def test_exported_file_reloads_with_the_reported_accuracy(tiny_run, model_cache)
     (["--budget", "10MB", "--model", "vgg99"], "unknown model 'vgg99'"),
     (["--budget", "10MB", "--trials", "0"], "--trials must be at least 1"),
     (["--budget", "10MB", "--target", "broken.yaml"], "is not valid YAML"),
-    (["--budget", "1KB", "--model", "lenet5"], "cannot be met"),
+    (["--budget", "1KB", "--model", "lenet5_digits"], "cannot be met"),
     (["--budget", "10MB", "--run-id", "../elsewhere"], "is not a plain folder name"),
-    (["--budget", "20KB", "--model", "lenet5", "--results", "a-file/runs"], "check that the folder exists"),
+    (["--budget", "20KB", "--model", "lenet5_digits", "--results", "a-file/runs"], "check that the folder exists"),
 ])
 def test_bad_input_gives_one_line_exit_2_and_no_results(args, message, model_cache, tmp_path):
     (tmp_path / "broken.yaml").write_text("name: [oops\n")
@@ -83,7 +83,7 @@ def test_sigterm_mid_run_leaves_no_results_and_says_so(model_cache, tmp_path):
     import time
 
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-m", "hwsearch", "--model", "lenet5", "--budget", "20KB",
+    proc = subprocess.Popen([sys.executable, "-m", "hwsearch", "--model", "lenet5_digits", "--budget", "20KB",
                              "--trials", "100000", "--cache-dir", str(model_cache), "--quiet"],
                             cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300

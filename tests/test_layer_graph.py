@@ -28,7 +28,7 @@ def test_residual_add_is_a_node_and_couples_channels(tiny, example):
 
 
 def test_resnet18_matches_the_published_size_and_couples_each_stage():
-    graph = LayerGraph.trace(build_model("resnet18").eval(), torch.zeros(1, 1, 8, 8))
+    graph = LayerGraph.trace(build_model("resnet18_digits").eval(), torch.zeros(1, 1, 8, 8))
     layers = graph.compressible()
     assert len(layers) == 21                            # 17 convs + 3 downsample convs + fc
     assert sum(l.n_weights for l in layers) * 4 > 44_000_000

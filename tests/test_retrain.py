@@ -11,7 +11,7 @@ PLAN = {"conv1": Option(bits=8), "conv2": Option(bits=4), "fc1": Option(sparsity
 
 
 def test_fine_tuning_keeps_masks_and_bits_and_never_loses_validation_accuracy(model_cache):
-    work = load_workload("lenet5", cache_dir=model_cache)
+    work = load_workload("lenet5_digits", cache_dir=model_cache)
     result = retrain(work.model, PLAN, work.data, TrainConfig(epochs=3, max_lr=0.02))
     fc1 = result.model.get_submodule("fc1")
     assert int((fc1.effective_weight() != 0).sum()) <= kept_count(120 * 64, 0.9)
@@ -23,7 +23,7 @@ def test_fine_tuning_keeps_masks_and_bits_and_never_loses_validation_accuracy(mo
 
 
 def test_harmful_fine_tuning_is_discarded(model_cache):
-    work = load_workload("lenet5", cache_dir=model_cache)
+    work = load_workload("lenet5_digits", cache_dir=model_cache)
     result = retrain(work.model, PLAN, work.data, TrainConfig(epochs=1, max_lr=50.0))   # diverges
     assert result.val_after < result.val_before and not result.fine_tuned
     assert result.val_accuracy == result.val_before

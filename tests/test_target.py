@@ -9,12 +9,13 @@ VALID = """\
 name: tiny-cpu
 kind: cpu
 clock_hz: 1.0e9
-zero_skipping: false
 compute:
-  - {dtype: fp32, max_weight_bits: 32, macs_per_cycle: 4, pj_per_mac: 4.6, activation_bytes: 4}
+  - {dtype: fp32, max_weight_bits: 32, operand_bits: 32, macs_per_cycle: 4, pj_per_mac: 4.6, activation_bytes: 4}
 memory:
-  - {name: l1, size_bytes: 32768, read_pj_per_byte: 1.25}
-dram: {bandwidth_bytes_per_s: 1.0e10, read_pj_per_byte: 160}
+  - {name: l1, size_bytes: 32768, bandwidth_bytes_per_cycle: 32, read_pj_per_byte: 1.25, write_pj_per_byte: 1.25}
+dram: {bandwidth_bytes_per_s: 1.0e10, read_pj_per_byte: 160, write_pj_per_byte: 160}
+cpu: {gemm_efficiency: 0.8, depthwise_efficiency: 0.3, register_tile: [8, 12], reduction_overhead: 4,
+      layer_overhead_s: 1.0e-5}
 """
 
 
@@ -24,7 +25,7 @@ def test_builtin_cortex_a76_loads_with_its_cited_figures():
     assert target.kind == "cpu" and target.clock_hz == 2.84e9
     assert target.compute_for(32).macs_per_cycle == 8 and target.compute_for(8).macs_per_cycle == 32
     assert target.compute_for(4).dtype == "int8"
-    assert [m.name for m in target.memory] == ["l1d", "l2", "l3"]
+    assert [m.name for m in target.memory] == ["registers", "l1d", "l2", "l3"]
 
 
 def test_every_builtin_target_cites_a_source_for_every_number():
@@ -49,12 +50,15 @@ def test_a_target_file_path_works(tmp_path):
 @pytest.mark.parametrize("text, message", [
     (VALID.replace("kind: cpu", "kind: cpu\nkind: gpu"), "duplicate key 'kind'"),
     (VALID.replace("clock_hz: 1.0e9", "clock_hz: -1"), "clock_hz: Input should be greater than 0"),
-    (VALID.replace("zero_skipping: false\n", ""), "zero_skipping: Field required"),
+    (VALID.replace("clock_hz: 1.0e9\n", ""), "clock_hz: Field required"),
+    (VALID.replace("clock_hz: 1.0e9", "clock_hz: .inf"), "clock_hz: Value error, must be a finite number"),
+    (VALID.replace("cpu: {", "gpu: {"), "gpu"),
+    (VALID.replace("memory:\n  - {name: l1,", "memory:\n  - {name: dram,"), "names must be distinct and not 'dram'"),
     (VALID + "colour: blue\n", "colour: Extra inputs are not permitted"),
     ("name: [unclosed\n", "not valid YAML at line"),
     ("- just\n- a list\n", "must hold a mapping"),
-    (VALID.replace("memory:\n  - {name: l1, size_bytes: 32768, read_pj_per_byte: 1.25}", "memory: []"),
-     "memory: Tuple should have at least 1 item"),
+    (VALID.replace("memory:\n  - {name: l1, size_bytes: 32768, bandwidth_bytes_per_cycle: 32, read_pj_per_byte: 1.25, "
+                   "write_pj_per_byte: 1.25}", "memory: []"), "memory: Tuple should have at least 1 item"),
 ])
 def test_bad_target_files_name_every_problem(tmp_path, text, message):
     path = tmp_path / "bad.yaml"

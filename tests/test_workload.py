@@ -16,8 +16,8 @@ def test_split_is_fixed_disjoint_and_stratified():
 
 
 def test_trains_once_then_reuses_the_cache(model_cache):
-    first = load_workload("lenet5", cache_dir=model_cache)
-    second = load_workload("lenet5", cache_dir=model_cache)
+    first = load_workload("lenet5_digits", cache_dir=model_cache)
+    second = load_workload("lenet5_digits", cache_dir=model_cache)
     assert not second.trained_now
     assert first.test_accuracy == second.test_accuracy > 0.9
     for p, q in zip(first.model.parameters(), second.model.parameters()):
@@ -25,15 +25,15 @@ def test_trains_once_then_reuses_the_cache(model_cache):
 
 
 def test_corrupt_cache_is_a_clear_error(model_cache, tmp_path):
-    load_workload("lenet5", cache_dir=model_cache)
-    for path in model_cache.glob("lenet5-*.pt"):
+    load_workload("lenet5_digits", cache_dir=model_cache)
+    for path in model_cache.glob("lenet5_digits-*.pt"):
         (tmp_path / path.name).write_bytes(b"not a checkpoint")
     with pytest.raises(ModelError, match="delete it"):
-        load_workload("lenet5", cache_dir=tmp_path)
+        load_workload("lenet5_digits", cache_dir=tmp_path)
 
 
 def test_unknown_model_lists_the_choices(tmp_path):
-    with pytest.raises(ModelError, match="choose one of lenet5, resnet18"):
+    with pytest.raises(ModelError, match="choose one of lenet5_digits, resnet18_digits"):
         load_workload("vgg99", cache_dir=tmp_path)
 
 

@@ -1,0 +1,190 @@
+"""A layer under an option, as the loop nests the hardware runs.
+
+Every costed op becomes one or more convolution-shaped loop nests,
+
+    for g < G, b < B, k < K, oy < OY, ox < OX, c < C, fy < FY, fx < FX:
+        O[b, g, k, oy, ox] += W[g, k, c, fy, fx] * I[b, g, c, oy*SY + fy*DY, ox*SX + fx*DX]
+
+and the cost models price nests, not layers. A linear layer is the nest with OY =
+positions and OX = FY = FX = 1; a low-rank option is two nests, the hidden activation
+written by the first and read by the second; in a matmul between activations, W is an
+activation too. Pooling and elementwise ops are nests without weights, priced by the
+bytes they move.
+
+`Nests` holds one array per field, one entry per nest, so that all options of all
+layers are priced in one vectorised pass.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from hwsearch.artifact import factor_bytes
+from hwsearch.compress import kept_count
+from hwsearch.layer_graph import Layer
+from hwsearch.options import Option
+
+MAC, POOL, ELEMENTWISE = 0, 1, 2     # nest kinds
+_RECORD_BYTES = 7                    # per-layer record in the file (artifact._RECORD)
+
+
+@dataclass
+class Nests:
+    """One entry per loop nest; `owner[i]` is the (layer, option) pair nest i belongs to."""
+    owner: np.ndarray
+    kind: np.ndarray        # MAC, POOL or ELEMENTWISE
+    B: np.ndarray
+    G: np.ndarray
+    K: np.ndarray
+    C: np.ndarray
+    OY: np.ndarray
+    OX: np.ndarray
+    FY: np.ndarray
+    FX: np.ndarray
+    SY: np.ndarray
+    SX: np.ndarray
+    IY: np.ndarray          # input rows and columns one image needs (the padded input, clipped to the real one)
+    IX: np.ndarray
+    bits: np.ndarray        # weight bits as stored (32: float32)
+    density: np.ndarray     # kept share of the weights (1 - sparsity)
+    file_bytes: np.ndarray  # bytes W takes in the file (0 when W is an activation)
+    w_is_activation: np.ndarray
+    in_elems: np.ndarray    # POOL and ELEMENTWISE: elements read per image
+    out_elems: np.ndarray   # elements written per image
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    @property
+    def macs(self) -> np.ndarray:
+        """Dense multiply-accumulates of each nest (pool: one compare or add per window element)."""
+        per = self.B * self.G * self.K * self.OY * self.OX * self.C * self.FY * self.FX
+        return np.where(self.kind == ELEMENTWISE, 0, per).astype(np.float64)
+
+    @property
+    def weight_elems(self) -> np.ndarray:
+        return np.where(self.kind == MAC, self.G * self.K * self.C * self.FY * self.FX, 0).astype(np.float64)
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Output positions of one group: batch x rows x columns."""
+        return (self.B * self.OY * self.OX).astype(np.float64)
+
+    @property
+    def depthwise(self) -> np.ndarray:
+        return (self.kind == MAC) & (self.C == 1) & (self.G > 1) & ~self.w_is_activation
+
+    @staticmethod
+    def concat(parts: list["Nests"]) -> "Nests":
+        return Nests(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Nests)))
+
+
+def build_nests(pairs: list[tuple[Layer, Option]], batch: int = 1) -> Nests:
+    """The loop nests of every (layer, option) pair, for `batch` images at once."""
+    rows: list[tuple] = []
+    for owner, (layer, option) in enumerate(pairs):
+        rows.extend(_nests_of(owner, layer, option, batch))
+    if not rows:
+        return Nests(*(np.zeros(0, dtype=np.int64) for _ in fields(Nests)))
+    columns = list(zip(*rows))
+    arrays = [np.asarray(col) for col in columns]
+    return Nests(*arrays)
+
+
+def _row(owner, kind, B, G, K, C, OY, OX, FY=1, FX=1, SY=1, SX=1, IY=None, IX=None, bits=32, density=1.0,
+         file_bytes=0, w_is_activation=False, in_elems=0, out_elems=0) -> tuple:
+    IY = OY if IY is None else IY
+    IX = OX if IX is None else IX
+    return (owner, kind, B, G, K, C, OY, OX, FY, FX, SY, SX, IY, IX, bits, density, file_bytes, w_is_activation,
+            in_elems, out_elems)
+
+
+def _spatial(layer: Layer) -> tuple[int, int, int, int, int, int, int, int, int, int]:
+    """(OY, OX, FY, FX, SY, SX, IY, IX) of a conv-like layer, 1-D convolutions as one row."""
+    if len(layer.out_shape) == 3:                                    # Conv1d: (N, C, L)
+        oy, ox, iy, ix = 1, layer.out_shape[2], 1, layer.in_shape[2]
+        fy, fx = 1, layer.weight_shape[-1]
+        sy, sx = 1, layer.stride[0]
+        dy, dx = 1, layer.dilation[0]
+    else:
+        oy, ox = layer.out_shape[2], layer.out_shape[3]
+        iy, ix = layer.in_shape[2], layer.in_shape[3]
+        fy, fx = layer.weight_shape[2], layer.weight_shape[3]
+        sy, sx = layer.stride if len(layer.stride) == 2 else layer.stride * 2
+        dy, dx = layer.dilation if len(layer.dilation) == 2 else layer.dilation * 2
+    # the input one image really needs: rows that some output reads, clipped to the real input
+    need_y = min(iy, (oy - 1) * sy + (fy - 1) * dy + 1)
+    need_x = min(ix, (ox - 1) * sx + (fx - 1) * dx + 1)
+    efy, efx = (fy - 1) * dy + 1, (fx - 1) * dx + 1                 # dilated kernel extent
+    return oy, ox, fy, fx, sy, sx, need_y, need_x, efy, efx
+
+
+def _nests_of(owner: int, layer: Layer, option: Option, batch: int) -> list[tuple]:
+    if layer.kind in ("conv", "linear"):
+        return _weighted(owner, layer, option, batch)
+    if option != Option():
+        raise ValueError(f"{layer.kind} op {layer.name!r} takes no compression option")
+    if layer.kind == "conv_transpose":
+        # as a GEMM: every input position times the (K/groups * kh * kw) filter taps it scatters into
+        c_in, k_per_group = layer.weight_shape[0], layer.weight_shape[1]
+        positions = math.prod(layer.in_shape[2:])
+        taps = math.prod(layer.weight_shape[2:])
+        return [_row(owner, MAC, batch, layer.groups, k_per_group * taps, c_in // layer.groups, positions, 1,
+                     file_bytes=4 * layer.n_weights, out_elems=math.prod(layer.out_shape[1:]))]
+    if layer.kind == "matmul":
+        n, k = layer.weight_shape
+        if len(layer.out_shape) > 2:              # (batch, ..., m, n): the leading dim is the image
+            groups = max(1, layer.groups // layer.out_shape[0])
+            m = math.prod(layer.out_shape[1:]) // (groups * n)
+        else:                                     # (batch, n) or (n,): one row per image
+            groups, m = 1, 1
+        return [_row(owner, MAC, batch, groups, n, k, m, 1, w_is_activation=True,
+                     out_elems=math.prod(layer.out_shape[1:]) if len(layer.out_shape) > 1 else n)]
+    if layer.kind == "pool":
+        channels = layer.out_shape[1]
+        oy = layer.out_shape[2] if len(layer.out_shape) > 2 else 1
+        ox = layer.out_shape[3] if len(layer.out_shape) > 3 else 1
+        fy = layer.window[0] if layer.window else 1
+        fx = layer.window[1] if len(layer.window) > 1 else 1
+        iy = layer.in_shape[2] if len(layer.in_shape) > 2 else 1
+        ix = layer.in_shape[3] if len(layer.in_shape) > 3 else 1
+        return [_row(owner, POOL, batch, channels, 1, 1, oy, ox, fy, fx, IY=iy, IX=ix,
+                     in_elems=layer.in_elems // layer.in_shape[0], out_elems=math.prod(layer.out_shape[1:]))]
+    per_image_in = layer.in_elems // max(1, layer.in_shape[0]) if layer.in_shape else layer.in_elems
+    per_image_out = math.prod(layer.out_shape[1:]) if len(layer.out_shape) > 1 else math.prod(layer.out_shape)
+    return [_row(owner, ELEMENTWISE, batch, 1, 1, 1, 1, 1, in_elems=per_image_in, out_elems=per_image_out)]
+
+
+def _weighted(owner: int, layer: Layer, option: Option, batch: int) -> list[tuple]:
+    """Conv and linear layers: one nest, or two for a low-rank option."""
+    rows_, cols = layer.matrix_shape
+    density = kept_count(rows_ * cols, option.sparsity) / (rows_ * cols)
+    if layer.kind == "linear":
+        positions = math.prod(layer.out_shape[1:-1]) if len(layer.out_shape) > 2 else 1
+        first = dict(OY=positions, OX=1, IY=positions, IX=1)
+        second = first
+        c_in = cols
+        conv_geometry = {}
+    else:
+        oy, ox, fy, fx, sy, sx, iy, ix, _, _ = _spatial(layer)
+        first = dict(OY=oy, OX=ox, IY=iy, IX=ix)
+        conv_geometry = dict(FY=fy, FX=fx, SY=sy, SX=sx)
+        second = dict(OY=oy, OX=ox, IY=oy, IX=ox)                   # the 1x1 conv reads the hidden map
+        c_in = layer.weight_shape[1]
+    out_elems = math.prod(layer.out_shape[1:])
+    if option.rank is None:
+        file_bytes = _RECORD_BYTES + factor_bytes(rows_, cols, option.sparsity, option.bits)
+        return [_row(owner, MAC, batch, layer.groups, rows_ // layer.groups, c_in, **first, **conv_geometry,
+                     bits=option.bits, density=density, file_bytes=file_bytes, out_elems=out_elems)]
+    r = option.rank
+    first_bytes = _RECORD_BYTES + factor_bytes(r, cols, option.sparsity, option.bits)
+    second_bytes = factor_bytes(rows_, r, option.sparsity, option.bits)
+    d1 = kept_count(r * cols, option.sparsity) / (r * cols)
+    d2 = kept_count(rows_ * r, option.sparsity) / (rows_ * r)
+    hidden = r * first["OY"] * first["OX"]
+    return [_row(owner, MAC, batch, 1, r, c_in, **first, **conv_geometry, bits=option.bits, density=d1,
+                 file_bytes=first_bytes, out_elems=hidden),
+            _row(owner, MAC, batch, 1, rows_, r, **second, bits=option.bits, density=d2,
+                 file_bytes=second_bytes, out_elems=out_elems)]
