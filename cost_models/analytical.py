@@ -219,7 +219,9 @@ class AnalyticalCostModel(CostModel):
             # fewer positions than the tile's rows: a matrix-vector kernel, bound by loading weights (memory terms)
             rows = np.where(P < mr, 1.0, P / (np.ceil(P / mr) * mr))
             tile = rows * K / (np.ceil(K / nr) * nr)
-            gemm = cpu.gemm_efficiency * tile * reduction / (reduction + cpu.reduction_overhead)
+            spatial = (n.FY * n.FX > 1) & ~n.w_is_activation.astype(bool)
+            share = np.where(spatial, cpu.conv_efficiency or cpu.gemm_efficiency, cpu.gemm_efficiency)
+            gemm = share * tile * reduction / (reduction + cpu.reduction_overhead)
             efficiency = np.where(depthwise, cpu.depthwise_efficiency, gemm)
             work = ones.copy()
             if cpu.winograd is not None:
@@ -232,7 +234,7 @@ class AnalyticalCostModel(CostModel):
                 pad = (n.OY * n.OX) / (np.ceil(n.OY / m) * np.ceil(n.OX / m) * m * m)
                 saving = 9 * m * m / (m + 2) ** 2 * w.efficiency
                 work = np.where(eligible, 1.0 / (saving * pad), 1.0)
-                efficiency = np.where(eligible, cpu.gemm_efficiency, efficiency)
+                efficiency = np.where(eligible, cpu.conv_efficiency or cpu.gemm_efficiency, efficiency)
             return efficiency, work
         if t.gpu is not None:
             gpu = t.gpu

@@ -105,8 +105,9 @@ class Winograd(_Frozen):
 
 class CpuKernels(_Frozen):
     """How a CPU runtime's kernels fall short of peak, by layer shape."""
-    gemm_efficiency: float = Field(gt=0.0, le=1.0)        # large GEMM-like layers, share of peak
-    depthwise_efficiency: float = Field(gt=0.0, le=1.0)   # depthwise convolutions, share of peak
+    gemm_efficiency: float = Field(gt=0.0, le=1.0)        # 1x1 convs, linear layers, matmuls: share of peak
+    conv_efficiency: float | None = Field(None, gt=0.0, le=1.0)   # k x k convs off Winograd; None: as GEMM
+    depthwise_efficiency: float = Field(gt=0.0, le=1.0)   # depthwise convolutions and pooling, share of peak
     register_tile: tuple[PositiveInt, PositiveInt]        # (positions, channels) of the micro-kernel
     reduction_overhead: NonNegativeFloat                  # MAC steps lost per micro-kernel call
     layer_overhead_s: NonNegativeFloat                    # fixed cost of one layer (dispatch, packing)

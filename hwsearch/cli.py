@@ -1,10 +1,18 @@
 """`hwsearch --target cortex-a76 --budget 10MB`: search, retrain, export, report.
 
+Other commands, on the cost side:
+
+    hwsearch targets                                         the built-in targets, one line each
+    hwsearch cost --model resnet50 --input 3x224x224 --target cortex-a76 [--json]
+    hwsearch validate --target host                          predicted against measured or published
+    hwsearch calibrate host                                  measure this machine into targets/host.yaml
+
 Bad input ends with one line on stderr (what is wrong and how to fix it) and exit 2.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 
@@ -18,11 +26,12 @@ EXIT_USAGE = 2
 def _parser() -> argparse.ArgumentParser:
     d = RunConfig()
     p = argparse.ArgumentParser(
-        prog="hwsearch",
+        prog="hwsearch", allow_abbrev=False,
         description="Find the per-layer compression (rank, sparsity, bits) that keeps the most accuracy "
                     "within a size budget on a hardware target, confirm it by retraining and export it.",
         epilog="Sizes: B, KB, MB, GB are powers of 10 (10MB = 10,000,000 bytes); KiB, MiB, GiB are powers "
-               "of 2 (10MiB = 10,485,760 bytes); a bare number is bytes. The exported file is at most the budget.")
+               "of 2 (10MiB = 10,485,760 bytes); a bare number is bytes. The exported file is at most the budget. "
+               "Other commands: hwsearch targets | cost | validate | calibrate (each with --help).")
     p.add_argument("--target", default=d.target, help=f"built-in target name or path to a target YAML (default {d.target})")
     p.add_argument("--budget", required=True, help="size budget of the exported file, e.g. 10MB, 10MiB, 500KB, 10000000")
     p.add_argument("--model", default=d.model, help=f"built-in model trained on digits: resnet18_digits or lenet5_digits (default {d.model})")
@@ -39,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in COMMANDS:
+        return _run_command(COMMANDS[argv[0]], argv[1:])
+    return _search(argv)
+
+
+def _search(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     for flag, value, low in (("--trials", args.trials, 1), ("--top-k", args.top_k, 1),
                              ("--finetune-epochs", args.finetune_epochs, 0), ("--calibration", args.calibration, 1)):
@@ -102,6 +118,77 @@ def _print_summary(s: dict, folder) -> None:
     print(f"  latency   {b['latency_s'] * 1e3:.3f} -> {f['latency_s'] * 1e3:.3f} ms (predicted)")
     print(f"  energy    {b['energy_j'] * 1e3:.3f} -> {f['energy_j'] * 1e3:.3f} mJ (predicted)")
     print(f"  results   {folder}/ (summary.json, report.md, pareto.png, {s['artifact']})")
+
+
+# ---- commands on the cost side --------------------------------------------------------------------
+
+def _run_command(command, argv: list[str]) -> int:
+    """Run one command; a user's mistake is one line on stderr and exit 2, Ctrl-C one line and 130."""
+    try:
+        return command(argv)
+    except HwsearchError as exc:
+        print(f"hwsearch: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("hwsearch: interrupted", file=sys.stderr)
+        return 130
+
+
+def _targets(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="hwsearch targets", allow_abbrev=False,
+                                description="List the built-in targets, one line each.")
+    p.parse_args(argv)
+    from cost_models import available_targets, load_target
+
+    for name in available_targets():
+        print(_target_line(load_target(name)))
+    return 0
+
+
+def _target_line(target) -> str:
+    peaks = ", ".join(f"{c.macs_per_cycle * target.clock_hz / 1e9:.4g} {c.dtype}" for c in target.compute)
+    memory = ", ".join(f"{m.name} {_bytes(m.capacity_bytes)}" for m in target.memory if m.capacity_bytes >= 1024)
+    return (f"{target.name:18s} {target.kind:11s} {peaks} GMAC/s | {memory} | "
+            f"DRAM {target.dram.bandwidth_bytes_per_s / 1e9:.4g} GB/s | {target.description}")
+
+
+def _bytes(n: int) -> str:
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.4g} {unit}"
+    return f"{n} B"
+
+
+def _cost(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="hwsearch cost", allow_abbrev=False,
+        description="Price every layer of a model on a target: MACs, bytes at each memory level, latency, "
+                    "energy and what bounds it.")
+    p.add_argument("--model", required=True,
+                   help="reference architecture (resnet50, mobilenet_v2, ...), digits model (resnet18_digits), "
+                        "or package.module:function / path/to/file.py:function returning an nn.Module")
+    p.add_argument("--input", required=True, help="shape of one example, e.g. 3x224x224")
+    p.add_argument("--target", default=RunConfig().target, help="built-in target name or path to a target YAML")
+    p.add_argument("--batch", type=int, default=1, help="images per inference (default 1)")
+    p.add_argument("--backend", default="analytical", help="cost model: analytical (default) or zigzag")
+    p.add_argument("--top", type=int, default=None, help="print only the N slowest layers (totals stay whole)")
+    p.add_argument("--json", action="store_true", help="print JSON: {total: {...}, layers: [...]}")
+    args = p.parse_args(argv)
+    if args.batch < 1:
+        raise HwsearchError(f"--batch must be at least 1, got {args.batch}")
+    from cost_models import BACKENDS, load_target
+    from hwsearch.cost_report import cost_report, format_table, parse_input
+
+    shape = parse_input(args.input)
+    if args.backend not in BACKENDS:
+        raise HwsearchError(f"--backend {args.backend!r} is not a cost model: choose one of {', '.join(BACKENDS)}")
+    report = cost_report(model_spec=args.model, input_shape=shape, target=load_target(args.target),
+                         batch=args.batch, backend=args.backend)
+    print(json.dumps(report, indent=1) if args.json else format_table(report, top=args.top), end="\n" if args.json else "")
+    return 0
+
+
+COMMANDS = {"targets": _targets, "cost": _cost}
 
 
 if __name__ == "__main__":

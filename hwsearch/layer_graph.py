@@ -25,6 +25,8 @@ returns those sets, which structured pruning must prune alike.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import operator
 import traceback
@@ -120,12 +122,17 @@ class LayerGraph:
                 f"model {type(model).__name__} cannot be traced by torch.fx{_where(exc)} ({type(exc).__name__}: "
                 f"{_first_line(exc)}); remove data-dependent control flow from forward() or wrap it in a leaf "
                 "module") from None
+        propagation = _ShapeProp(traced)
         try:
-            ShapeProp(traced).propagate(example_input)
+            with contextlib.redirect_stderr(io.StringIO()):      # ShapeProp prints a traceback before raising
+                propagation.propagate(example_input)
         except Exception as exc:
+            cause = exc.__cause__ or exc
+            node = propagation.current
+            where = f" at op {node.name!r} ({_node_type(node, dict(traced.named_modules()))})" if node else ""
             raise ModelError(
-                f"model {type(model).__name__} fails on an input of shape {tuple(example_input.shape)}{_where(exc)} "
-                f"({type(exc).__name__}: {_first_line(exc)}); give an example input of the shape the model "
+                f"model {type(model).__name__} fails on an input of shape {tuple(example_input.shape)}{where} "
+                f"({type(cause).__name__}: {_first_line(cause)}); give an example input of the shape the model "
                 "expects") from None
 
         graph, layers, ops = nx.DiGraph(), {}, []
@@ -191,6 +198,15 @@ class LayerGraph:
         if attrs["op"] == "placeholder":
             return []
         return [p for pred in self.graph.predecessors(node) for p in self._producers(pred)]
+
+
+class _ShapeProp(ShapeProp):
+    """ShapeProp that remembers the node it is running, to name it when the model fails."""
+    current: fx.Node | None = None
+
+    def run_node(self, n: fx.Node):
+        self.current = n
+        return super().run_node(n)
 
 
 # ---- what each fx node costs ----------------------------------------------------------------------
@@ -404,7 +420,8 @@ def _first_line(exc: BaseException) -> str:
 
 def _where(exc: BaseException) -> str:
     """' at file.py:42 (`source line`)': the user's line where tracing failed, outside torch itself."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/torch/" not in f.filename]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "/torch/" not in f.filename and "/hwsearch/" not in f.filename]
     if not frames:
         return ""
     frame = frames[-1]
