@@ -47,6 +47,8 @@ class Costs:
     reads: np.ndarray               # (pairs, levels) bytes
     writes: np.ndarray
     energy_parts_j: np.ndarray      # (pairs, 1 + levels): MACs, then each level
+    resident_bytes: np.ndarray      # bytes the weights take in memory at run time (file encoding or dense)
+    activation_bytes: np.ndarray    # width of the activations the pair reads and writes
 
     def __len__(self) -> int:
         return len(self.macs)
@@ -65,10 +67,16 @@ class Costs:
         """Flat named columns: the figures the cost table keeps per (layer, option)."""
         traffic = self.reads + self.writes
         out = {"weight_bytes": self.weight_bytes, "macs": self.macs, "latency_s": self.latency_s,
-               "energy_j": self.energy_j, "dram_bytes": traffic[:, -1]}
+               "energy_j": self.energy_j, "dram_bytes": traffic[:, -1], "resident_bytes": self.resident_bytes}
         for j, level in enumerate(self.levels[:-1]):
             out[f"{level}_bytes"] = traffic[:, j]
         return out
+
+
+def weights_stay_on_chip(target: Target, weight_bytes: float, largest_activations_bytes: float) -> bool:
+    """Whether a model's weights stay in the last on-chip level between inferences: they fit there,
+    beside the largest layer's input and output."""
+    return weight_bytes + largest_activations_bytes <= target.memory[-1].capacity_bytes
 
 
 class CostModel(abc.ABC):
@@ -79,11 +87,14 @@ class CostModel(abc.ABC):
     `price` the same way and register in `cost_models.BACKENDS`.
     """
 
-    def __init__(self, target: Target, *, batch: int = 1):
+    def __init__(self, target: Target, *, batch: int = 1, warm: bool = False):
         if batch < 1:
             raise ValueError(f"batch must be at least 1, got {batch}")
         self.target = target
         self.batch = batch
+        # warm: the weights are still in the last on-chip level from the previous inference, which happens
+        # when the whole model fits there (`weights_stay_on_chip`); cold: they stream in from DRAM
+        self.warm = warm
 
     @abc.abstractmethod
     def price(self, pairs: Sequence[tuple[Layer, Option]]) -> Costs:

@@ -37,8 +37,6 @@ _REDUCES_O = ("C", "FY", "FX")         # lanes over these add into one output
 
 
 class AnalyticalCostModel(CostModel):
-    def __init__(self, target: Target, *, batch: int = 1):
-        super().__init__(target, batch=batch)
 
     def price(self, pairs: Sequence[tuple[Layer, Option]]) -> Costs:
         nests = build_nests(list(pairs), self.batch)
@@ -65,6 +63,9 @@ class AnalyticalCostModel(CostModel):
         with np.errstate(divide="ignore", invalid="ignore"):
             stored = np.where(weighted, n.file_bytes / np.maximum(w_elems, 1), p_act)
         stored = np.where(weighted & (n.bits > p_operand * 8), stored * p_operand * 8 / n.bits, stored)
+        dense_weights = t.weights_move == "dense"
+        if dense_weights:                   # expanded at load: every weight at the path's width, zeros included
+            stored = np.where(weighted, p_operand, stored)
         operand = np.where(weighted, p_operand, p_act)
 
         macs = dense_macs * self._kept_share(n, weighted)
@@ -101,7 +102,10 @@ class AnalyticalCostModel(CostModel):
         last = crossing[-1]
         if t.activations_stay_on_chip:      # activations that fit stay in the last level between layers
             fits = G * (s.Ig + s.Og) <= levels[-1].capacity_bytes
-            crossing[-1] = Traffic(last.W, np.where(fits, 0.0, last.I), np.where(fits, 0.0, last.O))
+            last = Traffic(last.W, np.where(fits, 0.0, last.I), np.where(fits, 0.0, last.O))
+        if self.warm:                       # the weights never left the last level since the previous inference
+            last = Traffic(np.zeros_like(last.W), last.I, last.O)
+        crossing[-1] = last
 
         # bytes read and written at each level (all groups): a level holding an operand takes it in from
         # outside and hands it inwards; outputs go the other way; the datapath read-modify-writes partial sums
@@ -136,7 +140,7 @@ class AnalyticalCostModel(CostModel):
         datapath *= G[:, None]
 
         # widening packed or masked weights as they enter the innermost level
-        narrow = weighted & ((n.bits < p_operand * 8) | (n.density < 1))
+        narrow = weighted & ((n.bits < p_operand * 8) | (n.density < 1)) & (not dense_weights)
         unpack_cycles = np.where(narrow, G * crossing[1].W / np.maximum(stored, 1e-12) * p_unpack, 0.0)
         compute_cycles = compute_cycles + unpack_cycles
 
@@ -158,6 +162,7 @@ class AnalyticalCostModel(CostModel):
         write_pj = np.array([lv.write_pj_per_byte for lv in levels] + [t.dram.write_pj_per_byte])
         level_j = (reads * read_pj + writes * write_pj) * 1e-12
         return {"macs": np.where(n.kind == MAC, macs, 0.0), "weight_bytes": n.file_bytes.astype(np.float64),
+                "resident_bytes": np.where(weighted, w_elems * stored, 0.0), "activation_bytes": p_act,
                 "latency_s": latency, "energy_j": mac_j + level_j.sum(axis=1), "bottleneck": bottleneck,
                 "reads": reads, "writes": writes, "energy_parts_j": np.column_stack([mac_j, level_j])}
 
@@ -271,6 +276,9 @@ def _per_pair(per_nest: dict[str, np.ndarray], owner: np.ndarray, n_pairs: int, 
     last = np.zeros(n_pairs, dtype=np.int64)
     last[owner[order]] = order
     bottleneck = per_nest["bottleneck"][last] if len(owner) else np.zeros(n_pairs, dtype=np.int64)
+    width = np.zeros(n_pairs)
+    width[owner] = per_nest["activation_bytes"]                    # every nest of a pair shares its path
     return Costs(tuple(levels), total(per_nest["macs"]), total(per_nest["weight_bytes"]),
                  total(per_nest["latency_s"]), total(per_nest["energy_j"]), bottleneck,
-                 total(per_nest["reads"]), total(per_nest["writes"]), total(per_nest["energy_parts_j"]))
+                 total(per_nest["reads"]), total(per_nest["writes"]), total(per_nest["energy_parts_j"]),
+                 total(per_nest["resident_bytes"]), width)

@@ -17,6 +17,7 @@ A target describes what the cost model needs and nothing else:
 """
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 from typing import Literal
@@ -127,11 +128,18 @@ class Target(_Frozen):
     name: str
     kind: Literal["cpu", "gpu", "accelerator"]
     description: str = ""
+    runtime: str = ""                  # the software whose kernels the cpu or gpu figures describe
     clock_hz: PositiveFloat
     compute: tuple[Compute, ...] = Field(min_length=1)
     memory: tuple[MemoryLevel, ...] = Field(min_length=1)   # innermost first
     dram: Dram
     activations_stay_on_chip: bool = True   # a layer reads its input from the last level when it fits there
+    # encoded: weights move as the file stores them (sparse encoding, sub-byte codes), widened next to the
+    # datapath; dense: the runtime expands them once at load into dense tensors of the path's width
+    weights_move: Literal["encoded", "dense"] = "encoded"
+    # changing an activation's width between layers on different paths (quantise, dequantise, and any
+    # layout change the int8 kernels need): elementwise passes over the tensor per change
+    conversion_passes: NonNegativeFloat = 1.0
     sparsity: Sparsity = Sparsity()
     cpu: CpuKernels | None = None
     gpu: GpuKernels | None = None
@@ -211,7 +219,9 @@ def target_path(name_or_path: str | Path) -> Path:
         return path
     path = TARGETS_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
-        raise TargetError(f"unknown target {str(name_or_path)!r}: choose one of "
+        close = difflib.get_close_matches(str(name_or_path), available_targets(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise TargetError(f"unknown target {str(name_or_path)!r}: {hint}choose one of "
                           f"{', '.join(available_targets())} or pass the path of a target YAML file")
     return path
 

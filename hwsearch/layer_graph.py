@@ -170,6 +170,35 @@ class LayerGraph:
         """The ops no compression option changes: what a plan's cost adds to its layers'."""
         return [op for op in self._ops if not op.compressible]
 
+    def activation_edges(self) -> list[tuple[str, str, int]]:
+        """(producer, consumer, elements) for every activation passed between costed ops.
+
+        Producers and consumers are op names, or "input" and "output" for the model's own
+        input and result; views, fused ops and free ops in between are looked through.
+        Elements count one example of the batch the model was traced with.
+        """
+        edges = []
+        for node, attrs in self.graph.nodes(data=True):
+            if attrs["ops"] or attrs["op"] == "output":
+                consumer = attrs["ops"][0].name if attrs["ops"] else "output"
+                for pred in self.graph.predecessors(node):
+                    shape = self.graph.nodes[pred]["out_shape"]
+                    elems = math.prod(shape[1:]) if shape else 0
+                    for producer in self._costed_sources(pred):
+                        edges.append((producer, consumer, elems))
+        return edges
+
+    def _costed_sources(self, node: str) -> list[str]:
+        """The costed ops (or "input") whose output reaches `node` through views and fused ops."""
+        attrs = self.graph.nodes[node]
+        if attrs["ops"]:
+            return [attrs["ops"][-1].name]
+        if attrs["op"] == "placeholder":
+            return ["input"]
+        if attrs["op"] == "get_attr":
+            return []
+        return [p for pred in self.graph.predecessors(node) for p in self._costed_sources(pred)]
+
     def coupling_groups(self) -> list[set[str]]:
         """Sets of layer names whose output channels a residual add ties together (size >= 2)."""
         parent = {name: name for name in self._layers}
@@ -382,7 +411,7 @@ def _elementwise(node: fx.Node, name: str) -> list[Layer]:
 
 
 def _fused_nodes(traced: fx.GraphModule, modules: dict[str, nn.Module]) -> set[str]:
-    """Batch norm, activations and dropout that a runtime folds into the conv or linear before them."""
+    """Batch norm, activations and dropout that a runtime folds into the conv, linear or add before them."""
     fused, producers = set(), set()
     for node in traced.graph.nodes:
         if node.op == "call_module" and isinstance(modules[node.target], (nn.Conv1d, nn.Conv2d, nn.Linear,
@@ -390,6 +419,8 @@ def _fused_nodes(traced: fx.GraphModule, modules: dict[str, nn.Module]) -> set[s
             producers.add(node.name)
         elif node.op in ("call_function", "call_method") and node.target in (_MATMUL_FUNCTIONS | {F.linear, F.conv2d}):
             producers.add(node.name)
+        elif node.op in ("call_function", "call_method") and node.target in _ADD_TARGETS:
+            producers.add(node.name)            # add + relu is one pass in every runtime
         elif _is_fusable(node, modules):
             tensors = node.all_input_nodes
             if len(tensors) == 1 and tensors[0].name in producers and len(tensors[0].users) == 1:

@@ -80,7 +80,7 @@ def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> di
     names = [layer.name for layer in layers]
     options = {layer.name: layer_options(layer) for layer in layers}
     fixed = artifact.fixed_bytes(model, model_spec=workload.model_spec, layer_names=names)
-    costs = build_cost_table(make_cost_model("analytical", target), layers, options, fixed, graph.fixed_ops())
+    costs = build_cost_table(make_cost_model("analytical", target), layers, options, fixed, graph)
     check_feasible(costs, budget_bytes)
     baseline_choice = {name: options[name].index(Option()) for name in names}
     baseline = costs.totals(baseline_choice)

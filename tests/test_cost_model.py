@@ -129,7 +129,9 @@ def test_sparsity_shrinks_storage_and_traffic_by_the_encoding(model):
     # 8-bit weights: a width every target computes at or above, so the file's bytes are what moves
     dense, sparse = (model.layer_cost(layer, Option(sparsity=s, bits=8)) for s in (0.0, 0.9))
     assert sparse.weight_bytes == layer_bytes(layer.weight_shape, Option(sparsity=0.9, bits=8)) < dense.weight_bytes
-    assert sparse.dram_bytes < dense.dram_bytes
+    if model.target.weights_move == "dense":         # the runtime expands the file into dense tensors at load
+        assert sparse.dram_bytes == dense.dram_bytes
+        return
     saved = dense.dram_bytes - sparse.dram_bytes
     assert saved == pytest.approx(dense.weight_bytes - sparse.weight_bytes, rel=0.05)
 

@@ -11,6 +11,22 @@ Table 1 of the paper, with BatchNorm after every convolution, in the same style.
   (arXiv:1801.04381).
 - v3: Howard et al. 2019, "Searching for MobileNetV3" (arXiv:1905.02244).
 
+Two earlier readings of v2 and v3, the networks Tencent/ncnn benchmarks
+(benchmark/mobilenet_v2.param and mobilenet_v3.param at c384bc1, 2020-06-12), which
+they match layer for layer:
+- `mobilenet_v2_caffe`: the Caffe MobileNet v2 of shicai/MobileNet-Caffe
+  (mobilenet_v2_deploy.prototxt), whose first bottleneck (t=1) keeps a 1x1 "expansion"
+  conv from 32 to 32 channels, and whose activations are ReLU, not ReLU6; with the
+  strides of the paper's revised Table 2 (ncnn fixed the prototxt's, Tencent/ncnn#327).
+  3,505,960 parameters (1,088 more than torchvision's), 0.314 GMACs instead of 0.301.
+- `mobilenet_v3_large_arxiv_v1`: MobileNet v3-Large as Table 1 of the paper's first
+  arXiv version (1905.02244v1) lists it, in the PyTorch form of d-li14/mobilenetv3.pytorch
+  (commit 0eaaa82, 2019-05-18): the last stride-2 block is the 14th, not the 13th (so
+  the 13th runs at 14x14), and the 14th expands to 672 channels, not 960; SE squeezes
+  to exactly C/4 channels (not rounded to a multiple of 8) and sits between the
+  depthwise BN and its activation; after the global pool a hard-swish. 5,145,318
+  parameters, 0.246 GMACs (torchvision's v3-Large: 5,483,032 and 0.217).
+
 This module also holds the three building blocks torchvision keeps in
 `torchvision.models._utils` and `torchvision.ops.misc` (`make_divisible`,
 `Conv2dNormActivation`, `SqueezeExcitation`): MobileNet is where they come from, and
@@ -140,18 +156,22 @@ class MobileNetV1(nn.Module):
 # ---------------------------------------------------------------------------- v2
 
 class InvertedResidual(nn.Module):
-    """MobileNet v2 block: 1x1 expand (unless t=1), 3x3 depthwise, linear 1x1 project."""
+    """MobileNet v2 block: 1x1 expand (unless t=1), 3x3 depthwise, linear 1x1 project.
 
-    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int):
+    The Caffe MobileNet v2 expands at t=1 too (`expand_t1`) and uses ReLU, not ReLU6.
+    """
+
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int,
+                 activation_layer: Callable[..., nn.Module] = nn.ReLU6, expand_t1: bool = False):
         super().__init__()
         hidden_dim = int(round(inp * expand_ratio))
         self.use_res_connect = stride == 1 and inp == oup
         layers: list[nn.Module] = []
-        if expand_ratio != 1:
-            layers.append(Conv2dNormActivation(inp, hidden_dim, kernel_size=1, activation_layer=nn.ReLU6))
+        if expand_ratio != 1 or expand_t1:
+            layers.append(Conv2dNormActivation(inp, hidden_dim, kernel_size=1, activation_layer=activation_layer))
         layers += [
             Conv2dNormActivation(hidden_dim, hidden_dim, stride=stride, groups=hidden_dim,
-                                 activation_layer=nn.ReLU6),
+                                 activation_layer=activation_layer),
             nn.Conv2d(hidden_dim, oup, 1, 1, 0, bias=False),
             nn.BatchNorm2d(oup),
         ]
@@ -165,25 +185,27 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """MobileNet v2 as torchvision defines it (width 1.0, ReLU6, dropout 0.2)."""
+    """MobileNet v2 as torchvision defines it (width 1.0, ReLU6, dropout 0.2), or as Caffe did."""
 
     # t (expansion), c (channels), n (repeats), s (stride of the first repeat): Table 2.
     SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
                (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
-    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2):
+    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, dropout: float = 0.2,
+                 activation_layer: Callable[..., nn.Module] = nn.ReLU6, expand_t1: bool = False):
         super().__init__()
         input_channel = make_divisible(32 * width_mult, 8)
         self.last_channel = make_divisible(1280 * max(1.0, width_mult), 8)
         features: list[nn.Module] = [
-            Conv2dNormActivation(3, input_channel, stride=2, activation_layer=nn.ReLU6)]
+            Conv2dNormActivation(3, input_channel, stride=2, activation_layer=activation_layer)]
         for t, c, n, s in self.SETTING:
             output_channel = make_divisible(c * width_mult, 8)
             for i in range(n):
-                features.append(InvertedResidual(input_channel, output_channel, s if i == 0 else 1, t))
+                features.append(InvertedResidual(input_channel, output_channel, s if i == 0 else 1, t,
+                                                 activation_layer=activation_layer, expand_t1=expand_t1))
                 input_channel = output_channel
         features.append(Conv2dNormActivation(input_channel, self.last_channel, kernel_size=1,
-                                             activation_layer=nn.ReLU6))
+                                             activation_layer=activation_layer))
         self.features = nn.Sequential(*features)                 # -> (N, 1280, 7, 7)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
         _init_mobilenet_(self)
@@ -289,6 +311,74 @@ class MobileNetV3(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+# ------------------------------------------------------------- v3, arXiv v1
+
+# Table 1 of arXiv:1905.02244v1: blocks 13 and 14 differ from the revised table (V3_LARGE).
+V3_LARGE_ARXIV_V1 = V3_LARGE[:12] + (
+    _v3(112, 5, 672, 160, True, "HS", 1), _v3(160, 5, 672, 160, True, "HS", 2),
+    _v3(160, 5, 960, 160, True, "HS", 1),
+)
+
+
+class InvertedResidualV3ArxivV1(nn.Module):
+    """The v3 block of d-li14/mobilenetv3.pytorch (0eaaa82): SE on C/4, before the depthwise activation.
+
+    Expand (unless the widths agree), depthwise conv-BN, SE, activation, linear project.
+    Without SE the block is torchvision's. BN keeps PyTorch's defaults, as d-li14's does.
+    """
+
+    def __init__(self, cnf: V3Block):
+        super().__init__()
+        self.use_res_connect = cnf.stride == 1 and cnf.input_channels == cnf.out_channels
+        act = nn.Hardswish if cnf.use_hs else nn.ReLU
+        exp = cnf.expanded_channels
+        layers: list[nn.Module] = []
+        if exp != cnf.input_channels:
+            layers.append(Conv2dNormActivation(cnf.input_channels, exp, kernel_size=1, activation_layer=act))
+        if cnf.use_se:
+            layers += [Conv2dNormActivation(exp, exp, kernel_size=cnf.kernel, stride=cnf.stride, groups=exp,
+                                            activation_layer=None),
+                       SqueezeExcitation(exp, exp // 4, scale_activation=nn.Hardsigmoid),
+                       act(inplace=True)]
+        else:
+            layers.append(Conv2dNormActivation(exp, exp, kernel_size=cnf.kernel, stride=cnf.stride, groups=exp,
+                                               activation_layer=act))
+        layers.append(Conv2dNormActivation(exp, cnf.out_channels, kernel_size=1, activation_layer=None))
+        self.block = nn.Sequential(*layers)
+        self.out_channels = cnf.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_res_connect:
+            return x + self.block(x)
+        return self.block(x)
+
+
+class MobileNetV3LargeArxivV1(nn.Module):
+    """MobileNet v3-Large of arXiv:1905.02244v1 as d-li14/mobilenetv3.pytorch builds it (no dropout)."""
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        setting = V3_LARGE_ARXIV_V1
+        layers: list[nn.Module] = [Conv2dNormActivation(3, setting[0].input_channels, stride=2,
+                                                        activation_layer=nn.Hardswish)]
+        layers += [InvertedResidualV3ArxivV1(cnf) for cnf in setting]
+        layers.append(Conv2dNormActivation(setting[-1].out_channels, 960, kernel_size=1,
+                                           activation_layer=nn.Hardswish))
+        self.features = nn.Sequential(*layers)                   # -> (N, 960, 7, 7)
+        # a hard-swish after the pool as well as before it, as d-li14 (and ncnn's graph) has it
+        self.avgpool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Hardswish(inplace=True))
+        self.classifier = nn.Sequential(
+            nn.Linear(960, 1280),
+            nn.Hardswish(inplace=True),
+            nn.Linear(1280, num_classes),
+        )
+        _init_mobilenet_(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.avgpool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
 def mobilenet_v1(*, num_classes: int = 1000) -> MobileNetV1:
     return MobileNetV1(num_classes=num_classes)
 
@@ -297,9 +387,17 @@ def mobilenet_v2(*, num_classes: int = 1000) -> MobileNetV2:
     return MobileNetV2(num_classes=num_classes)
 
 
+def mobilenet_v2_caffe(*, num_classes: int = 1000) -> MobileNetV2:
+    return MobileNetV2(num_classes=num_classes, activation_layer=nn.ReLU, expand_t1=True)
+
+
 def mobilenet_v3_large(*, num_classes: int = 1000) -> MobileNetV3:
     return MobileNetV3(V3_LARGE, make_divisible(1280, 8), num_classes=num_classes)
 
 
 def mobilenet_v3_small(*, num_classes: int = 1000) -> MobileNetV3:
     return MobileNetV3(V3_SMALL, make_divisible(1024, 8), num_classes=num_classes)
+
+
+def mobilenet_v3_large_arxiv_v1(*, num_classes: int = 1000) -> MobileNetV3LargeArxivV1:
+    return MobileNetV3LargeArxivV1(num_classes=num_classes)

@@ -1,4 +1,4 @@
-"""ResNet-18 and ResNet-50 for 224x224 ImageNet, as torchvision 0.2x defines them.
+"""ResNet-18 and ResNet-50 for 224x224 ImageNet, as torchvision 0.2x defines them, and ResNet-50 v1.
 
 He et al. 2016, "Deep Residual Learning for Image Recognition" (arXiv:1512.03385).
 Same modules in the same order as `torchvision.models.resnet` (conv1, bn1, relu,
@@ -6,6 +6,16 @@ maxpool, layer1..layer4, avgpool, fc; blocks with conv/bn pairs and a `downsampl
 projection), so parameter names, counts and MACs match torchvision's. Randomly
 initialised as torchvision does. The stride sits on the 3x3 conv of a bottleneck
 (the "ResNet v1.5" torchvision uses), not on its first 1x1 conv.
+
+`resnet50_v1` is ResNet-50 as the authors released it in Caffe
+(KaimingHe/deep-residual-networks, ResNet-50-deploy.prototxt): the stride of a
+downsampling bottleneck sits on its first 1x1 conv, so its 3x3 conv runs at the
+lower resolution: 3.858 GMACs instead of 4.089, with the same 25,557,032 parameters.
+It is the network of Tencent/ncnn's benchmark/resnet50.param (c384bc1, 2020-06-12),
+whose 53 convolutions and fc it matches shape for shape; ncnn folds each BatchNorm
+into its convolution (25,530,472 weights and biases = our parameters less the BN
+scales). Caffe's pool1 has no padding and rounds up; its output is 56x56 like
+torchvision's padded max-pool, which we keep.
 
 The 8x8 digits variant the default job trains is `digits.ResNet18`, not this one.
 """
@@ -68,6 +78,14 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
+class BottleneckV1(Bottleneck):
+    """A bottleneck with the stride on its first 1x1 conv: the original Caffe ResNet-50 ("v1")."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None):
+        super().__init__(inplanes, planes, downsample=downsample)
+        self.conv1 = conv1x1(inplanes, planes, stride)      # the 3x3 conv2 keeps stride 1
+
+
 class ResNet(nn.Module):
     """7x7 stem, max-pool, four stages of residual blocks at 56, 28, 14 and 7 pixels."""
 
@@ -114,3 +132,7 @@ def resnet18(*, num_classes: int = 1000) -> ResNet:
 
 def resnet50(*, num_classes: int = 1000) -> ResNet:
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes=num_classes)
+
+
+def resnet50_v1(*, num_classes: int = 1000) -> ResNet:
+    return ResNet(BottleneckV1, (3, 4, 6, 3), num_classes=num_classes)

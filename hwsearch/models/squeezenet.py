@@ -6,6 +6,15 @@ repository (3x3 stem, earlier pooling: 2.4x fewer MACs, same accuracy). Same mod
 in the same order as `torchvision.models.squeezenet`, randomly initialised as
 torchvision does. There is no linear layer: a 1x1 conv to the classes, ReLU and
 global average pooling classify.
+
+`squeezenet1_1_conv10_pad1` is SqueezeNet 1.1 with its classifying 1x1 conv (conv10)
+padded by 1, as SqueezeNet 1.0's Caffe prototxt has it (forresti/SqueezeNet
+SqueezeNet_v1.0/deploy.prototxt) and as Tencent/ncnn's examples/squeezenet_v1.1.prototxt
+and benchmark/squeezenet.param (c384bc1, 2020-06-12) carry it into 1.1; the released 1.1
+prototxt and torchvision do not pad it. The padding changes no weight
+(1,235,496 parameters) but makes conv10 run on 16x16 instead of 14x14 at the 227x227
+input ncnn benchmarks: 0.418 GMACs there instead of 0.388, 7.9% more. Padded
+positions hold conv10's bias, which the ReLU and the global average pool then count.
 """
 from __future__ import annotations
 
@@ -37,7 +46,8 @@ def _pool() -> nn.MaxPool2d:
 
 
 class SqueezeNet(nn.Module):
-    def __init__(self, version: str = "1_0", num_classes: int = 1000, dropout: float = 0.5):
+    def __init__(self, version: str = "1_0", num_classes: int = 1000, dropout: float = 0.5,
+                 final_conv_padding: int = 0):
         super().__init__()
         self.num_classes = num_classes
         if version == "1_0":
@@ -58,7 +68,7 @@ class SqueezeNet(nn.Module):
             )
         else:
             raise ValueError(f"SqueezeNet version {version!r}: choose '1_0' or '1_1'")
-        final_conv = nn.Conv2d(512, num_classes, kernel_size=1)
+        final_conv = nn.Conv2d(512, num_classes, kernel_size=1, padding=final_conv_padding)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), final_conv, nn.ReLU(inplace=True),
                                         nn.AdaptiveAvgPool2d((1, 1)))
         for m in self.modules():
@@ -80,3 +90,7 @@ def squeezenet1_0(*, num_classes: int = 1000) -> SqueezeNet:
 
 def squeezenet1_1(*, num_classes: int = 1000) -> SqueezeNet:
     return SqueezeNet("1_1", num_classes=num_classes)
+
+
+def squeezenet1_1_conv10_pad1(*, num_classes: int = 1000) -> SqueezeNet:
+    return SqueezeNet("1_1", num_classes=num_classes, final_conv_padding=1)
