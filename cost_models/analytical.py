@@ -69,6 +69,10 @@ class AnalyticalCostModel(CostModel):
         operand = np.where(weighted, p_operand, p_act)
 
         macs = dense_macs * self._kept_share(n, weighted)
+        resident = np.where(weighted, w_elems * stored, 0.0)          # what the runtime holds, all taps
+        if t.cpu is not None and t.cpu.skips_padding:    # taps that only ever meet padding: no MACs, no weights read
+            macs = macs * n.tap_share
+            stored = stored * np.where(weighted, n.weight_share, 1.0)
         unroll, reuse_w, reuse_i, reduce_o = self._spatial(n, path)
         efficiency, work = self._kernel_efficiency(n, weighted, path)
         compute_cycles = np.where(n.kind == ELEMENTWISE, n.B * n.out_elems / p_macs,
@@ -162,7 +166,7 @@ class AnalyticalCostModel(CostModel):
         write_pj = np.array([lv.write_pj_per_byte for lv in levels] + [t.dram.write_pj_per_byte])
         level_j = (reads * read_pj + writes * write_pj) * 1e-12
         return {"macs": np.where(n.kind == MAC, macs, 0.0), "weight_bytes": n.file_bytes.astype(np.float64),
-                "resident_bytes": np.where(weighted, w_elems * stored, 0.0), "activation_bytes": p_act,
+                "resident_bytes": resident, "activation_bytes": p_act,
                 "latency_s": latency, "energy_j": mac_j + level_j.sum(axis=1), "bottleneck": bottleneck,
                 "reads": reads, "writes": writes, "energy_parts_j": np.column_stack([mac_j, level_j])}
 
@@ -213,6 +217,17 @@ class AnalyticalCostModel(CostModel):
 
     def _kernel_efficiency(self, n: Nests, weighted: np.ndarray, path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(share of peak the runtime's kernel reaches, work per MAC) for CPU and GPU runtimes; 1 for accelerators."""
+        efficiency, work = self._shape_efficiency(n, weighted, path)
+        t = self.target
+        if t.cpu is None and t.gpu is None:
+            return efficiency, work
+        factor = np.array([c.kernel_efficiency for c in t.compute])[path]
+        own = np.array([c.depthwise_efficiency or 0.0 for c in t.compute])[path]
+        depthwise = n.depthwise | (n.kind == POOL)
+        efficiency = np.where(depthwise & (own > 0), own, efficiency * factor)
+        return efficiency, work
+
+    def _shape_efficiency(self, n: Nests, weighted: np.ndarray, path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t = self.target
         ones = np.ones(len(n))
         depthwise = n.depthwise | (n.kind == POOL)

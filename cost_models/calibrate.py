@@ -26,7 +26,7 @@ from cost_models.target import Target
 from hwsearch.errors import TargetError
 
 PUBLISHED = Path(__file__).resolve().with_name("published.yaml")
-PRECISION_BITS = {"fp32": 32, "tf32": 32, "fp16": 16, "int8": 8, "int4": 4}
+PRECISION_BITS = {"fp32": 32, "tf32": 32, "fp16": 16, "fixed16": 16, "int8": 8, "int4": 4}
 CPU_PARAMETERS = ("cpu.gemm_efficiency", "cpu.depthwise_efficiency", "cpu.winograd.efficiency")
 GPU_PARAMETERS = ("gpu.gemm_efficiency", "gpu.layer_overhead_s")
 
@@ -45,7 +45,16 @@ class Published:
     source: str
     kernels: str = ""
     device_clock_hz: float | None = None
+    devices: int = 1           # instances of the target the measurement used (a package of chiplets)
+    layers: str = "all"        # "conv": only the convolutional layers were timed
     note: str = ""
+
+    def __post_init__(self):
+        # YAML 1.1 reads 2.96e9 (no sign in the exponent) as a string
+        for name in ("latency_ms", "device_clock_hz"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, float(value))
 
     @property
     def latency_s(self) -> float:
@@ -80,8 +89,12 @@ def predict(target: Target, figure: Published, backend: str = "analytical") -> f
         target = target.model_copy(update={"clock_hz": figure.device_clock_hz})
     bits = PRECISION_BITS[figure.precision]
     model = make_cost_model(backend, target, batch=figure.batch)
-    pairs = [(op, Option(bits=bits) if op.compressible else Option()) for op in _ops(figure.model, figure.input)]
-    return float(model.price(pairs).latency_s.sum())
+    ops = _ops(figure.model, figure.input)
+    if figure.layers == "conv":
+        ops = [op for op in ops if op.kind == "conv"]
+    pairs = [(op, Option(bits=bits) if op.compressible else Option()) for op in ops]
+    # several devices share the work evenly (the best case: a package of chiplets)
+    return float(model.price(pairs).latency_s.sum()) / figure.devices
 
 
 def with_values(target: Target, values: dict[str, float]) -> Target:

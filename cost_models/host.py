@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.optimize import least_squares
+from scipy.optimize import least_squares, nnls
 
 from cost_models import make_cost_model, weights_stay_on_chip
 from cost_models.target import Target, parse_target
-from hwsearch.layer_graph import LayerGraph
+from hwsearch.layer_graph import Layer, LayerGraph
 from hwsearch.options import Option
 
 RUNTIMES = {"onnxruntime": "host", "torch": "host-torch"}
@@ -46,6 +46,15 @@ SHAPES = [
 ]
 
 
+# int8 layers among int8 neighbours (onnxruntime only): square shapes, so that they chain
+INT8_SHAPES = [
+    ("conv", 64, 64, 1, 1, 1, 56), ("conv", 256, 256, 1, 1, 1, 14), ("conv", 64, 64, 3, 1, 1, 56),
+    ("conv", 256, 256, 3, 1, 1, 14), ("conv", 32, 32, 3, 1, 32, 112), ("conv", 144, 144, 3, 1, 144, 56),
+    ("conv", 384, 384, 3, 1, 384, 14), ("conv", 960, 960, 3, 1, 960, 7), ("conv", 256, 256, 3, 1, 1, 2),
+    ("conv", 512, 512, 3, 1, 1, 1),
+]
+
+
 @dataclass(frozen=True)
 class HostFigures:
     """What the micro-benchmarks measured (SI units)."""
@@ -57,8 +66,14 @@ class HostFigures:
     fp32_macs_per_s: float
     int8_macs_per_s: float | None
     layer_overhead_s: float
+    skips_padding: bool
     shapes: list[tuple]
     latencies_s: list[float]
+    int8_alone_s: list[float] = ()          # INT8_SHAPES: one int8 layer between float input and output
+    int8_in_chain_s: list[float] = ()       # the same layer among int8 neighbours
+    float_in_chain_s: list[float] = ()      # the same layer in float among float neighbours
+    alternating_s: list[float] = ()         # float, int8, float, int8: four width changes (and the model's end)
+    call_s: float = 0.0
 
 
 def measure(runtime: str, progress=None) -> HostFigures:
@@ -83,16 +98,27 @@ def measure(runtime: str, progress=None) -> HostFigures:
         fp32, int8 = max(mb.fp32_matmul_macs_per_s(), mb.fp32_conv_macs_per_s()), None
     step()
     fixed = mb.overhead(runtime)
+    # a 3x3 conv on a 1x1 map meets padding with 8 of its 9 taps: a kernel that skips them costs as a 1x1 conv
+    one, three = mb.layer_latencies([mb.LayerShape("conv", 512, 512, 1, 1, 1, 1),
+                                     mb.LayerShape("conv", 512, 512, 3, 1, 1, 1)], runtime)
+    skips_padding = three - fixed.call_s < 3 * (one - fixed.call_s)
     step()
     shapes = [mb.LayerShape(*shape) for shape in SHAPES]
     latencies = [t - fixed.call_s for t in mb.layer_latencies(shapes, runtime)]
     # the peak is the best rate seen: a kernel efficiency is a share of it
     fp32 = max([fp32] + [s.macs / t for s, t in zip(shapes, latencies)])
+    alone, chained, float_chained, mixed = [], [], [], []
+    if runtime == "onnxruntime":
+        square = [mb.LayerShape(*shape) for shape in INT8_SHAPES]
+        pairs = mb.in_chain(square, "onnxruntime-int8")
+        alone, chained = [a - fixed.call_s for a, _ in pairs], [c for _, c in pairs]
+        float_chained = [c for _, c in mb.in_chain(square, "onnxruntime")]
+        mixed = [t - fixed.call_s for t in mb.alternating(square)]
     step()
     if progress:
         progress.remove_task(task)
     return HostFigures(runtime, _cpu_model(), _clock_hz(), caches, bandwidth, fp32, int8, fixed.layer_s,
-                       SHAPES, latencies)
+                       skips_padding, SHAPES, latencies, alone, chained, float_chained, mixed, fixed.call_s)
 
 
 def build_target(figures: HostFigures) -> tuple[str, Target, dict]:
@@ -117,13 +143,49 @@ def build_target(figures: HostFigures) -> tuple[str, Target, dict]:
     solution = least_squares(lambda v: np.log(predicted(v) / measured), [0.8, 0.8, 0.2, 4.0],
                              bounds=([0.02, 0.02, 0.005, 0.0], [1.0, 1.0, 1.0, 256.0]))
     values = {name: float(f"{v:.3g}") for name, v in zip(FITTED, solution.x)}
+    errors = predicted(np.array(list(values.values()))) / measured - 1
+    if figures.int8_in_chain_s:
+        values.update(_fit_int8(parse_target(_yaml(figures, values), source="calibration draft"), figures))
     text = _yaml(figures, values)
     fitted = parse_target(text, source="calibration")
-    errors = predicted(np.array(list(values.values()))) / measured - 1
     report = {"fitted": values, "shapes": [list(s) for s in figures.shapes],
               "measured_s": measured.tolist(), "error": errors.tolist(),
               "median_abs_error": float(np.median(np.abs(errors)))}
     return text, fitted, report
+
+
+def _fit_int8(target: Target, figures: HostFigures) -> dict[str, float]:
+    """The int8 path's kernel factor and depthwise share (layers among int8 neighbours), and the
+    conversion passes that explain what a lone int8 layer costs more (its edges)."""
+    layers = [_layer(shape) for shape in INT8_SHAPES]
+    chained = np.array(figures.int8_in_chain_s)
+    depthwise = np.array([shape[5] > 1 for shape in INT8_SHAPES])
+    path = target.compute_index(8)
+
+    def predicted(values: np.ndarray) -> np.ndarray:
+        factor, dw = values.tolist()
+        compute = list(target.compute)
+        compute[path] = compute[path].model_copy(update={"kernel_efficiency": factor, "depthwise_efficiency": dw})
+        model = make_cost_model("analytical", target.model_copy(update={"compute": tuple(compute)}), warm=True)
+        return model.price([(layer, Option(bits=8)) for layer in layers]).latency_s
+
+    solution = least_squares(lambda v: np.log(predicted(v) / chained), [0.8, 0.2],
+                             bounds=([0.01, 0.005], [1.0, 1.0]))
+    factor, dw = (float(f"{v:.3g}") for v in solution.x)
+    # float, int8, float, int8 changes width four times (the last on the way out): what it costs beyond its
+    # layers among their own kind, per elementwise pass over the activation, is the conversion's passes
+    # alternating = 2 int8 + 2 float layers + 4 x passes x (one elementwise pass) + penalty x (2 float layers)
+    extra = np.array(figures.alternating_s) - 2 * chained - 2 * np.array(figures.float_in_chain_s)
+    one_pass = make_cost_model("analytical", target, warm=True).price(
+        [(Layer(f"edge{i}", "elementwise", (), l.out_shape, l.out_shape, compressible=False,
+                in_elems=math.prod(l.out_shape)), Option()) for i, l in enumerate(layers)]).latency_s
+    design = np.column_stack([4 * one_pass, 2 * np.array(figures.float_in_chain_s)])
+    # weighted so that each shape counts alike, whatever its size
+    scale = 1 / np.maximum(np.array(figures.alternating_s), 1e-9)
+    passes, penalty = nnls(design * scale[:, None], extra * scale)[0]
+    del depthwise
+    return {"int8_kernel_efficiency": factor, "int8_depthwise_efficiency": dw,
+            "conversion_passes": float(f"{passes:.3g}"), "mixed_float_penalty": float(f"{penalty:.3g}")}
 
 
 def write_target(text: str, path: Path) -> Path:
@@ -205,6 +267,12 @@ def _yaml(f: HostFigures, kernels: dict[str, float]) -> str:
             "(MatMulInteger 512^3)",
             "    pj_per_mac: 0.3         # source: Horowitz, ISSCC 2014, 45 nm: 8b mult 0.2 + 32b add 0.1 pJ",
         ]
+        if "int8_kernel_efficiency" in kernels:
+            lines += [
+                f"    kernel_efficiency: {kernels['int8_kernel_efficiency']}   # fitted: {how}, int8 layers among "
+                "int8 neighbours (chains of one and two)",
+                f"    depthwise_efficiency: {kernels['int8_depthwise_efficiency']}  # fitted: as above",
+            ]
     lines += [
         "memory:",
         "  - name: registers",
@@ -229,6 +297,11 @@ def _yaml(f: HostFigures, kernels: dict[str, float]) -> str:
         "  read_pj_per_byte: 160.0         # source: Horowitz, ISSCC 2014: 640 pJ per 32-bit DRAM read",
         "  write_pj_per_byte: 160.0        # source: as read",
         "weights_move: dense        # source: onnxruntime and torch hold weights as dense fp32 (or int8) tensors",
+        f"mixed_float_penalty: {kernels.get('mixed_float_penalty', 0.0)}   # "
+        + (f"fitted: {how}, chains alternating float and int8 layers" if "mixed_float_penalty" in kernels
+           else "assumption: no int8 path here"),
+        f"conversion_passes: {kernels.get('conversion_passes', 1.0)}   # "
+        + (f"fitted: {how}, chains alternating float and int8 layers (quantize, layout, dequantize)" if "conversion_passes" in kernels else "assumption: one pass; no int8 path here"),
         "sparsity:",
         "  skips: none               # source: dense kernels in onnxruntime and torch eager",
         "cpu:",
@@ -238,5 +311,6 @@ def _yaml(f: HostFigures, kernels: dict[str, float]) -> str:
         f"  depthwise_efficiency: {kernels['depthwise_efficiency']}  # fitted: as above",
         f"  reduction_overhead: {kernels['reduction_overhead']}  # fitted: as above",
         f"  layer_overhead_s: {f.layer_overhead_s:.3g}   # {how}: chains of 1 and 9 tiny convs",
+        f"  skips_padding: {str(f.skips_padding).lower()}      # {how}: 3x3 against 1x1 conv, 512 channels on a 1x1 map",
     ]
     return "\n".join(lines) + "\n"

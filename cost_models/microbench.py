@@ -234,19 +234,46 @@ def layer_latencies(shapes: list[LayerShape], runtime: str, *, min_time_s: float
     return [_chain_latency(shape, 1, runtime, min_time_s) for shape in shapes]
 
 
-def _chain_latency(shape: LayerShape, count: int, runtime: str, min_time_s: float) -> float:
+def _chain_latency(shape: LayerShape, count: int, runtime: str, min_time_s: float,
+                   int8_every: int = 1) -> float:
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
     if count > 1 and shape.in_channels != shape.out_channels:
         raise ValueError("a chain of layers needs in_channels == out_channels")
     with torch.random.fork_rng():                       # fixed weights, and the caller's RNG untouched
         torch.manual_seed(0)
-        model = nn.Sequential(OrderedDict((f"layer{i}", shape.module()) for i in range(count))).eval()
+        # each layer followed by a ReLU, as in real networks (runtimes fuse it, or not, into the layer)
+        modules = [(f"{kind}{i}", module) for i in range(count)
+                   for kind, module in (("layer", shape.module()), ("relu", nn.ReLU()))]
+        model = nn.Sequential(OrderedDict(modules)).eval()
         x = torch.randn(shape.input_shape())
         calibration = torch.randn(4, *shape.input_shape()[1:])
     if runtime == "torch":
         return measure_torch(model, x, threads=1, min_time_s=min_time_s).median_s
-    int8_layers = {name for name, _ in model.named_children()} if runtime == "onnxruntime-int8" else None
+    layers = [name for name, _ in model.named_children() if name.startswith("layer")]
+    int8_layers = ({name for i, name in enumerate(layers) if i % int8_every == int8_every - 1}
+                   if runtime == "onnxruntime-int8" else None)
     with tempfile.TemporaryDirectory(prefix="hwsearch-microbench-") as tmp:
         path = export_onnx(model, x, Path(tmp) / "layer.onnx", int8_layers=int8_layers, calibration=calibration)
         return measure_onnxruntime(path, x, threads=1, min_time_s=min_time_s).median_s
+
+
+def in_chain(shapes: list[LayerShape], runtime: str, *, min_time_s: float = 0.2) -> list[tuple[float, float]]:
+    """(one layer alone, one more layer in a chain of such layers), seconds, per shape.
+
+    The second figure is the slope between chains of one and two: the layer among
+    neighbours of its own kind, without the conversions at the model's edges (for int8:
+    quantize, layout changes, dequantize); the difference to the first is those edges
+    plus the runtime's call cost. Shapes need in_channels == out_channels and stride 1.
+    """
+    out = []
+    for shape in shapes:
+        one, two = (_chain_latency(shape, count, runtime, min_time_s) for count in (1, 2))
+        out.append((one, two - one))
+    return out
+
+
+def alternating(shapes: list[LayerShape], *, count: int = 4, min_time_s: float = 0.2) -> list[float]:
+    """Seconds per shape of a chain of `count` such layers alternating float and int8 (onnxruntime):
+    every layer changes the activation's width (and the kernels' layout) on its way in."""
+    return [_chain_latency(shape, count, "onnxruntime-int8", min_time_s, int8_every=2) for shape in shapes]

@@ -53,6 +53,8 @@ class Nests:
     w_is_activation: np.ndarray
     in_elems: np.ndarray    # POOL and ELEMENTWISE: elements read per image
     out_elems: np.ndarray   # elements written per image
+    tap_share: np.ndarray   # share of the MACs whose filter tap lands inside the input, not on padding
+    weight_share: np.ndarray  # share of the weights some output applies to real input (not only padding)
 
     def __len__(self) -> int:
         return len(self.owner)
@@ -94,11 +96,33 @@ def build_nests(pairs: list[tuple[Layer, Option]], batch: int = 1) -> Nests:
 
 
 def _row(owner, kind, B, G, K, C, OY, OX, FY=1, FX=1, SY=1, SX=1, IY=None, IX=None, bits=32, density=1.0,
-         file_bytes=0, w_is_activation=False, in_elems=0, out_elems=0) -> tuple:
+         file_bytes=0, w_is_activation=False, in_elems=0, out_elems=0, tap_share=1.0, weight_share=1.0) -> tuple:
     IY = OY if IY is None else IY
     IX = OX if IX is None else IX
     return (owner, kind, B, G, K, C, OY, OX, FY, FX, SY, SX, IY, IX, bits, density, file_bytes, w_is_activation,
-            in_elems, out_elems)
+            in_elems, out_elems, tap_share, weight_share)
+
+
+def _taps(out: int, size: int, kernel: int, stride: int, pad: int, dilation: int) -> tuple[float, float]:
+    """Along one axis: (share of (output, tap) pairs inside the input, share of taps inside it for some output)."""
+    inside = [[0 <= o * stride - pad + f * dilation < size for f in range(kernel)] for o in range(out)]
+    pairs = sum(map(sum, inside)) / (out * kernel)
+    used = sum(any(row[f] for row in inside) for f in range(kernel)) / kernel
+    return pairs, used
+
+
+def padding_shares(layer: Layer) -> tuple[float, float]:
+    """(tap_share, weight_share) of a convolution: how much of its work and weights meets only padding.
+
+    A 3x3 convolution padded by 1 on a 1x1 map applies only its centre tap: a kernel that
+    skips padding does 1/9 of the MACs and reads 1/9 of the weights.
+    """
+    if layer.kind != "conv" or len(layer.out_shape) != 4:
+        return 1.0, 1.0
+    shares = [_taps(layer.out_shape[2 + a], layer.in_shape[2 + a], layer.weight_shape[2 + a],
+                    layer.stride[min(a, len(layer.stride) - 1)], layer.padding[min(a, len(layer.padding) - 1)],
+                    layer.dilation[min(a, len(layer.dilation) - 1)]) for a in (0, 1)]
+    return shares[0][0] * shares[1][0], shares[0][1] * shares[1][1]
 
 
 def _spatial(layer: Layer) -> tuple[int, int, int, int, int, int, int, int, int, int]:
@@ -174,10 +198,12 @@ def _weighted(owner: int, layer: Layer, option: Option, batch: int) -> list[tupl
         second = dict(OY=oy, OX=ox, IY=oy, IX=ox)                   # the 1x1 conv reads the hidden map
         c_in = layer.weight_shape[1]
     out_elems = math.prod(layer.out_shape[1:])
+    taps, used = padding_shares(layer)
     if option.rank is None:
         file_bytes = _RECORD_BYTES + factor_bytes(rows_, cols, option.sparsity, option.bits)
         return [_row(owner, MAC, batch, layer.groups, rows_ // layer.groups, c_in, **first, **conv_geometry,
-                     bits=option.bits, density=density, file_bytes=file_bytes, out_elems=out_elems)]
+                     bits=option.bits, density=density, file_bytes=file_bytes, out_elems=out_elems,
+                     tap_share=taps, weight_share=used)]
     r = option.rank
     first_bytes = _RECORD_BYTES + factor_bytes(r, cols, option.sparsity, option.bits)
     second_bytes = factor_bytes(rows_, r, option.sparsity, option.bits)
@@ -185,6 +211,6 @@ def _weighted(owner: int, layer: Layer, option: Option, batch: int) -> list[tupl
     d2 = kept_count(rows_ * r, option.sparsity) / (rows_ * r)
     hidden = r * first["OY"] * first["OX"]
     return [_row(owner, MAC, batch, 1, r, c_in, **first, **conv_geometry, bits=option.bits, density=d1,
-                 file_bytes=first_bytes, out_elems=hidden),
+                 file_bytes=first_bytes, out_elems=hidden, tap_share=taps, weight_share=used),
             _row(owner, MAC, batch, 1, rows_, r, **second, bits=option.bits, density=d2,
                  file_bytes=second_bytes, out_elems=out_elems)]

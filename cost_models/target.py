@@ -63,6 +63,10 @@ class Compute(_Frozen):
     macs_per_cycle: PositiveFloat      # peak of the whole target on this path
     pj_per_mac: PositiveFloat
     unpack_cycles_per_weight: NonNegativeFloat = 0.0   # widening weights stored narrower than operand_bits
+    # CPU and GPU runtimes: how this path's kernels compare with the target's kernel figures (int8 kernels
+    # are often less tuned than float ones): a factor on them, and its own depthwise share of peak
+    kernel_efficiency: float = Field(1.0, gt=0.0, le=1.0)
+    depthwise_efficiency: float | None = Field(None, gt=0.0, le=1.0)
     unroll: tuple[Unroll, ...] = ()    # how macs_per_cycle spreads over loop dimensions
 
 
@@ -113,6 +117,7 @@ class CpuKernels(_Frozen):
     reduction_overhead: NonNegativeFloat                  # MAC steps lost per micro-kernel call
     layer_overhead_s: NonNegativeFloat                    # fixed cost of one layer (dispatch, packing)
     winograd: Winograd | None = None
+    skips_padding: bool = False       # direct kernels skip filter taps that meet only padding (small maps)
 
 
 class GpuKernels(_Frozen):
@@ -140,6 +145,9 @@ class Target(_Frozen):
     # changing an activation's width between layers on different paths (quantise, dequantise, and any
     # layout change the int8 kernels need): elementwise passes over the tensor per change
     conversion_passes: NonNegativeFloat = 1.0
+    # a float layer beside a layer of another width loses this share of its own time again (runtimes that
+    # then run it with other kernels or layouts: onnxruntime leaves its blocked NCHWc kernels)
+    mixed_float_penalty: NonNegativeFloat = 0.0
     sparsity: Sparsity = Sparsity()
     cpu: CpuKernels | None = None
     gpu: GpuKernels | None = None

@@ -141,6 +141,69 @@ def current_errors(target: Target) -> list[dict]:
     rows = []
     for figure in published(target.name):
         predicted = predict(target, figure)
-        rows.append({"model": figure.model, "role": figure.role, "published_ms": figure.latency_ms,
-                     "predicted_ms": predicted * 1e3, "error": predicted / figure.latency_s - 1})
+        rows.append({"model": figure.model, "precision": figure.precision, "batch": figure.batch,
+                     "role": figure.role, "published_ms": figure.latency_ms, "predicted_ms": predicted * 1e3,
+                     "error": predicted / figure.latency_s - 1, "runtime": figure.runtime})
     return rows
+
+
+def validate_simulator(target: Target, *, layers: int = 12, progress=None) -> dict:
+    """The analytical model against ZigZag on `layers` layer shapes of ResNet-18 at 224 x 224 (fp, 8-bit, low rank)."""
+    from cost_models.zigzag import ZigZagCostModel
+    from hwsearch.models import build_model
+
+    graph = LayerGraph.trace(build_model("resnet18").eval(), torch.zeros(1, 3, 224, 224))
+    convs = graph.compressible()
+    picked = [convs[round(i * (len(convs) - 1) / max(1, layers - 1))] for i in range(min(layers, len(convs)))]
+    pairs = []
+    for i, layer in enumerate(picked):
+        ranks = [o.rank for o in layer_options(layer) if o.rank is not None]
+        option = (Option(), Option(bits=8), Option(rank=ranks[0], bits=8) if ranks else Option(bits=4))[i % 3]
+        pairs.append((layer, option))
+    analytical = make_cost_model("analytical", target).price(pairs)
+    simulated = ZigZagCostModel(target).price(pairs, progress=progress)
+    rows = [{"layer": l.name, "option": o.label, "analytical_latency_s": float(a), "zigzag_latency_s": float(z),
+             "analytical_energy_j": float(ae), "zigzag_energy_j": float(ze)}
+            for (l, o), a, z, ae, ze in zip(pairs, analytical.latency_s, simulated.latency_s, analytical.energy_j,
+                                            simulated.energy_j)]
+    return {"target": target.name, "rows": rows,
+            "latency": Agreement.of(list(analytical.latency_s), list(simulated.latency_s)).__dict__,
+            "energy": Agreement.of(list(analytical.energy_j), list(simulated.energy_j)).__dict__}
+
+
+def validate_target(target: Target, *, variants: int = 8, layers: int = 12, progress=None) -> dict:
+    """The check that fits the target's kind, with a short text summary under "text"."""
+    if target.runtime in ("onnxruntime", "torch"):
+        report = validate_host(target, variants=variants, progress=progress)
+        a = report["agreement"]
+        lines = [f"{target.name} ({target.runtime}, measured on this machine, one thread): {a['n']} compressed "
+                 f"variants, Spearman {a['spearman']:.3f}, median error {a['median_abs_error']:.1%}"]
+        lines += [f"  {r['model']:16s} {r['low_rank_layers']:3d} low-rank, {r['int8_layers']:3d} int8 of {r['layers']:3d}"
+                  f" layers: predicted {r['predicted_s'] * 1e3:8.3f} ms, measured {r['measured_s'] * 1e3:8.3f} ms "
+                  f"({r['error']:+.0%})" for r in report["rows"]]
+    elif target.kind == "accelerator":
+        report = validate_simulator(target, layers=layers, progress=progress)
+        lat, en = report["latency"], report["energy"]
+        lines = [f"{target.name} against ZigZag on {lat['n']} layers of ResNet-18: latency Spearman "
+                 f"{lat['spearman']:.3f}, median error {lat['median_abs_error']:.1%}; energy Spearman "
+                 f"{en['spearman']:.3f}, median error {en['median_abs_error']:.1%}"]
+        lines += [f"  {r['layer']:18s} {r['option']:14s} latency {r['analytical_latency_s'] * 1e3:9.4f} vs "
+                  f"{r['zigzag_latency_s'] * 1e3:9.4f} ms, energy {r['analytical_energy_j'] * 1e6:9.2f} vs "
+                  f"{r['zigzag_energy_j'] * 1e6:9.2f} uJ" for r in report["rows"]]
+    else:
+        rows = current_errors(target)
+        if not rows:
+            raise HwsearchError(f"target {target.name} has no published latencies in cost_models/published.yaml "
+                                "and no runtime on this machine to measure; nothing to validate it against")
+        report = {"target": target.name, "rows": rows}
+        lines = [f"{target.name} against published latencies (cost_models/published.yaml):"]
+        for role in ("calibration", "validation"):
+            chosen = [r for r in rows if r["role"] == role]
+            if chosen:
+                a = Agreement.of([r["predicted_ms"] for r in chosen], [r["published_ms"] for r in chosen])
+                report[role] = a.__dict__
+                lines.append(f"  {role}: {a.n} figures, Spearman {a.spearman:.3f}, median error {a.median_abs_error:.1%}")
+        lines += [f"  {r['role'][:5]} {r['model']:28s} {r['precision']:5s} b{r['batch']:<3d} published {r['published_ms']:9.3f} ms, predicted "
+                  f"{r['predicted_ms']:9.3f} ms ({r['error']:+.0%})" for r in rows]
+    report["text"] = "\n".join(lines)
+    return report

@@ -44,6 +44,7 @@ class CostTable:
     conversion: np.ndarray | None = None                          # (edges, columns): one width change each
     fixed_names: frozenset[str] = frozenset()
     float_width: float = 4.0
+    mixed_float_penalty: float = 0.0
 
     def column(self, name: str, column: str) -> np.ndarray:
         return self.values[name][:, self.columns.index(column)]
@@ -84,9 +85,15 @@ class CostTable:
         for name in self.fixed_names:
             width[name] = narrowest if name in narrow else self.float_width
         total = np.zeros(len(self.columns))
+        beside = set()
         for producer, consumer, index in self.edges:
             if width.get(producer, self.float_width) != width.get(consumer, self.float_width):
                 total += self.conversion[index]
+                beside.update((producer, consumer))
+        if self.mixed_float_penalty:
+            for name in beside & choice.keys():
+                if width[name] == self.float_width:
+                    total += self.mixed_float_penalty * self.values[name][choice[name]]
         return total
 
 
@@ -125,7 +132,7 @@ def build_cost_table(cost_model: CostModel, layers: list[Layer], options: dict[s
     conversion = _conversion_costs(cost_model, edges, columns, target.conversion_passes)
     return CostTable(columns, values, warm, fixed, fixed_warm, fixed_bytes, room, fixed_resident, widths,
                      tuple((p, c, i) for i, (p, c, _) in enumerate(edges)), conversion,
-                     frozenset(op.name for op in fixed_ops), float_width)
+                     frozenset(op.name for op in fixed_ops), float_width, target.mixed_float_penalty)
 
 
 def _conversion_costs(cost_model: CostModel, edges, columns: tuple[str, ...], passes: float) -> np.ndarray:

@@ -129,7 +129,7 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
             graph = onnx.load(fp32, load_external_data=False).graph
             nodes = [node for name in sorted(int8_layers)
                      for node in _layer_nodes(graph, name, len(_weight_modules(plain, name)))]
-            _quantize(fp32, final, nodes, calibration.split(batch))
+            _quantize(fp32, final, nodes + _glue_nodes(graph, set(nodes)), calibration.split(batch))
             missed = sorted(set(nodes) - quantized_nodes(onnx.load(final, load_external_data=False)))
             if missed:
                 raise RuntimeError(f"onnxruntime's quantizer left nodes {missed} in float; "
@@ -179,6 +179,27 @@ def _layer_nodes(graph: onnx.GraphProto, name: str, expected: int) -> list[str]:
         raise RuntimeError(f"layer {name!r}: expected {expected} Conv/Gemm/MatMul node(s) under scope {scope!r} "
                            f"in the exported graph, found {nodes}; is the layer called more than once?")
     return nodes
+
+
+# ops between layers that a QDQ runtime runs on int8 data when their inputs are int8: activations are
+# fused into the producing QLinearConv, adds become QLinearAdd, pooling and concatenation work on codes
+_GLUE_OPS = {"Relu", "Clip", "Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat", "Flatten", "Reshape"}
+
+
+def _glue_nodes(graph: onnx.GraphProto, layer_nodes: set[str]) -> list[str]:
+    """Nodes between int8 layers whose every activation input is int8: quantising them too keeps a run of
+    int8 layers in int8, as a deployment would, instead of converting to float and back around each one."""
+    constants = {init.name for init in graph.initializer}
+    constants |= {out for node in graph.node if node.op_type == "Constant" for out in node.output}
+    int8, glue = set(), []
+    for node in graph.node:                      # ONNX graphs are in topological order
+        inputs = [name for name in node.input if name and name not in constants]
+        if node.name in layer_nodes:
+            int8.update(node.output)
+        elif node.op_type in _GLUE_OPS and inputs and all(name in int8 for name in inputs):
+            glue.append(node.name)
+            int8.update(node.output)
+    return glue
 
 
 def _quantize(fp32: Path, out: Path, nodes: list[str], batches: tuple[torch.Tensor, ...]) -> None:
