@@ -11,7 +11,9 @@ from cost_models.target import Target, available_targets, load_target
 __all__ = ["BACKENDS", "Cost", "CostModel", "Costs", "weights_stay_on_chip", "AnalyticalCostModel", "Target", "available_targets",
            "load_target", "make_cost_model"]
 
-BACKENDS = {"analytical": AnalyticalCostModel}
+from cost_models.zigzag import ZigZagCostModel   # noqa: E402  (imports ZigZag itself only when built)
+
+BACKENDS = {"analytical": AnalyticalCostModel, "zigzag": ZigZagCostModel}
 
 
 def make_cost_model(kind: str, target: Target, *, batch: int = 1, warm: bool = False) -> CostModel:

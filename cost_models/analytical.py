@@ -82,12 +82,17 @@ class AnalyticalCostModel(CostModel):
         G = n.G.astype(np.float64)
         R = (n.FY * n.FX).astype(np.float64)
         elementwise = n.kind == ELEMENTWISE
+        # a stride longer than the kernel skips rows and columns: only those some output touches are read
+        gap_y, gap_x = n.FY < n.SY, n.FX < n.SX
+        IY = np.where(gap_y, np.minimum(n.IY, n.OY * n.FY), n.IY).astype(np.float64)
+        IX = np.where(gap_x, np.minimum(n.IX, n.OX * n.FX), n.IX).astype(np.float64)
         s = Shapes(
             P=n.positions, K=n.K.astype(np.float64), C=n.C.astype(np.float64), R=R, OX=n.OX.astype(np.float64),
-            IX=n.IX.astype(np.float64), IYall=(n.B * n.IY).astype(np.float64), SY=n.SY.astype(np.float64),
-            SX=n.SX.astype(np.float64), FYe=n.FY.astype(np.float64), FXe=n.FX.astype(np.float64),
+            IX=IX, IYall=n.B * IY, SY=np.where(gap_y, n.FY, n.SY).astype(np.float64),
+            SX=np.where(gap_x, n.FX, n.SX).astype(np.float64), FYe=n.FY.astype(np.float64),
+            FXe=n.FX.astype(np.float64),
             Wg=np.where(n.kind == MAC, n.K * n.C * R * stored, 0.0),
-            Ig=np.where(elementwise, n.B * n.in_elems * p_act, n.B * n.C * n.IY * n.IX * p_act),
+            Ig=np.where(elementwise, n.B * n.in_elems * p_act, n.B * n.C * IY * IX * p_act),
             Og=np.where(elementwise, n.B * n.out_elems * p_act, n.B * n.K * n.OY * n.OX * p_act),
             wbe=stored, abe=p_act, obe=p_act)
 
@@ -191,10 +196,17 @@ class AnalyticalCostModel(CostModel):
         return np.where(skip, 1.0 - sparsity * sp.skip_efficiency, 1.0)
 
     def _spatial(self, n: Nests, path: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Share of the lanes a nest fills, and how many lanes share a weight, an input, an output."""
+        """Share of the lanes a nest fills, and how many lanes share one read of a weight, an input, an output.
+
+        Lanes share a read only where the innermost level holding the operand is common to them: a PE's
+        private scratchpad feeds its own MACs alone, however many PEs need the same weight.
+        """
         size = {d: getattr(n, d).astype(np.float64) for d in _LOOP_DIMS}
         utilisation = np.ones(len(n))
-        used = {d: np.ones(len(n)) for d in _LOOP_DIMS}
+        operands = {"W": _REUSES_W, "I": _REUSES_I, "O": _REDUCES_O}
+        private = {op: next((set(lv.private_to) for lv in self.target.memory if op in lv.operands), set())
+                   for op in operands}
+        shared = {op: np.ones(len(n)) for op in operands}
         for index, compute in enumerate(self.target.compute):
             on = path == index
             if not compute.unroll or not on.any():
@@ -210,10 +222,11 @@ class AnalyticalCostModel(CostModel):
                     remaining[d] = np.where(on, tiles, remaining[d])
                     left = np.floor(left / u)
                     taken *= u
-                    used[d] = np.where(on, used[d] * u, used[d])
+                    for op, dims in operands.items():
+                        if d in dims and lanes.name not in private[op]:
+                            shared[op] = np.where(on, shared[op] * u, shared[op])
                 utilisation = np.where(on, utilisation * taken / lanes.size, utilisation)
-        product = lambda dims: math.prod(used[d] for d in dims)   # noqa: E731
-        return utilisation, product(_REUSES_W), product(_REUSES_I), product(_REDUCES_O)
+        return utilisation, shared["W"], shared["I"], shared["O"]
 
     def _kernel_efficiency(self, n: Nests, weighted: np.ndarray, path: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(share of peak the runtime's kernel reaches, work per MAC) for CPU and GPU runtimes; 1 for accelerators."""

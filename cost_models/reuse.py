@@ -76,36 +76,38 @@ def boundary(s: Shapes, capacity: float, held: tuple[bool, bool, bool], inner: T
     S = float(capacity)
     inf = np.inf
     per_filter = s.C * s.R * s.wbe                               # bytes of one filter
-    candidates = []
+    candidates = []                                              # (feasible, W, I, O)
 
     # fits: every held tensor crosses once
     fits = hw * s.Wg + hi * s.Ig + ho * s.Og <= S
-    candidates.append((np.where(fits, s.Wg, inf), s.Ig, s.Og))
+    candidates.append((fits, s.Wg, s.Ig, s.Og))
 
     # W stripe: k filters resident, one output row of inputs and outputs in flight
     p0 = np.minimum(s.P, s.OX)
     band = s.C * footprint(p0, s) * s.abe
     denominator = hw * per_filter + ho * p0 * s.obe
     with np.errstate(divide="ignore", invalid="ignore"):
-        k = np.floor(np.where(denominator > 0, (S - hi * band) / denominator, inf))
+        k = np.floor(np.where(denominator > 0, (S - hi * band) / denominator, np.where(S >= hi * band, inf, 0)))
     k = np.minimum(k, s.K)
     ok = k >= 1
     n_k = np.ceil(s.K / np.where(ok, k, 1))
-    candidates.append((np.where(ok, s.Wg, inf), s.Ig * n_k, s.Og))
+    candidates.append((ok, s.Wg, s.Ig * n_k, s.Og))
 
     # I stripe: a band of r output rows' inputs resident, filters stream one at a time
     fixed = hw * per_filter
     row_cost = hi * s.C * s.abe * s.IX * s.SY + ho * s.OX * s.obe
+    room = S - fixed - hi * s.C * s.abe * s.IX * (s.FYe - s.SY)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.floor(np.where(row_cost > 0, (S - fixed - hi * s.C * s.abe * s.IX * (s.FYe - s.SY)) / row_cost, inf))
+        r = np.floor(np.where(row_cost > 0, room / row_cost, np.where(room >= 0, inf, 0)))
         col_cost = hi * s.C * s.abe * s.FYe * s.SX + ho * s.obe
-        q = np.floor(np.where(col_cost > 0, (S - fixed - hi * s.C * s.abe * s.FYe * (s.FXe - s.SX)) / col_cost, inf))
+        col_room = S - fixed - hi * s.C * s.abe * s.FYe * (s.FXe - s.SX)
+        q = np.floor(np.where(col_cost > 0, col_room / col_cost, np.where(col_room >= 0, inf, 0)))
     p = np.where(r >= 1, np.minimum(s.P, r * s.OX), np.minimum(np.minimum(q, s.OX), s.P))
     ok = p >= 1
     p = np.where(ok, p, 1)
     n_p = np.ceil(s.P / p)
     i_read = np.maximum(s.Ig, n_p * s.C * footprint(p, s) * s.abe)
-    candidates.append((np.where(ok, s.Wg * n_p, inf), i_read, s.Og))
+    candidates.append((ok, s.Wg * n_p, i_read, s.Og))
 
     # O block: p x k outputs accumulate in place; W and I slivers stream through the reduction
     if ho:
@@ -114,24 +116,28 @@ def boundary(s: Shapes, capacity: float, held: tuple[bool, bool, bool], inner: T
         p = np.clip(np.sqrt(a * tile / b), 1, s.P)
         k = np.clip(tile / p, 1, s.K)
         p = np.clip(tile / k, 1, s.P)
-        ok = tile >= 1
+        ok = np.broadcast_to(tile >= 1, s.P.shape)
         n_p, n_k = np.ceil(s.P / p), np.ceil(s.K / k)
         i_read = np.maximum(s.Ig, n_p * s.C * footprint(p, s) * s.abe) * n_k
-        candidates.append((np.where(ok, s.Wg * n_p, inf), i_read, s.Og))
+        candidates.append((ok, s.Wg * n_p, i_read, s.Og))
 
     # no reuse at all: every MAC fetches its operands (the last resort of a tiny buffer)
     macs = s.P * s.K * s.C * s.R
-    candidates.append((macs * s.wbe, macs * s.abe, s.Og * np.maximum(1, 2 * s.C * s.R - 1)))
+    candidates.append((np.ones_like(s.P, dtype=bool), macs * s.wbe, macs * s.abe,
+                       s.Og * np.maximum(1, 2 * s.C * s.R - 1)))
 
     inner = inner or Traffic(np.full_like(s.Wg, inf), np.full_like(s.Ig, inf), np.full_like(s.Og, inf))
-    W = np.stack([c[0] for c in candidates])
-    I = np.stack([np.broadcast_to(c[1], s.Ig.shape) for c in candidates])
-    O = np.stack([np.broadcast_to(c[2], s.Og.shape) for c in candidates])
+    shape = s.Wg.shape
+    feasible = np.stack([np.broadcast_to(c[0], shape) for c in candidates])
+    W = np.stack([np.broadcast_to(c[1], shape) for c in candidates])
+    I = np.stack([np.broadcast_to(c[2], shape) for c in candidates])
+    O = np.stack([np.broadcast_to(c[3], shape) for c in candidates])
     # operands this level does not hold pass through: they cost what they cost one level in
     W = np.where(hw, W, inner.W)
     I = np.where(hi, I, inner.I)
     O = np.where(ho, O, inner.O)
     held_total = np.where(hw, W, 0) + np.where(hi, I, 0) + np.where(ho, O, 0)
+    held_total = np.where(feasible, held_total, inf)
     best = np.argmin(held_total, axis=0)
     pick = lambda t: np.take_along_axis(t, best[None], axis=0)[0]     # noqa: E731
     out = Traffic(pick(W), pick(I), pick(O))
