@@ -161,6 +161,15 @@ class AnalyticalCostModel(CostModel):
         dram_s = (reads[:, -1] + writes[:, -1]) / t.dram.bandwidth_bytes_per_s
         compute_s = compute_cycles / t.clock_hz
         overhead_s = np.full(len(n), self._layer_overhead())
+        passes = t.cpu.weight_reorder_passes if t.cpu is not None else 0.0
+        if passes:     # the runtime repacks the weights on every call, before the layer runs: read them, write them
+            home = -1 if not self.warm else len(levels) - 1
+            moved = passes * np.where(weighted, G * s.Wg, 0.0)
+            reads[:, home] += moved
+            writes[:, home] += moved
+            speed = (t.dram.bandwidth_bytes_per_s if not self.warm
+                     else levels[-1].bandwidth_bytes_per_cycle * t.clock_hz)
+            overhead_s = overhead_s + 2 * moved / speed
         terms = np.column_stack([compute_s, overhead_s, level_s, dram_s])
         latency = overhead_s + np.max(np.column_stack([compute_s, level_s, dram_s]), axis=1)
         bottleneck = np.argmax(terms, axis=1)

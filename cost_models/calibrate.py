@@ -69,16 +69,15 @@ def published(target: str | None = None, *, role: str | None = None) -> list[Pub
 
 
 @lru_cache(maxsize=64)
-def _ops(model: str, input_spec: str):
-    """The costed ops of a reference architecture at one input size (traced once)."""
+def _graph(model: str, input_spec: str):
+    """The layer graph of a reference architecture at one input size (traced once)."""
     import torch
 
     from hwsearch.layer_graph import LayerGraph
     from hwsearch.models import build_model
 
     shape = tuple(int(d) for d in input_spec.split("x"))
-    graph = LayerGraph.trace(build_model(model).eval(), torch.zeros(1, *shape))
-    return graph.ops()
+    return LayerGraph.trace(build_model(model).eval(), torch.zeros(1, *shape))
 
 
 def predict(target: Target, figure: Published, backend: str = "analytical") -> float:
@@ -89,7 +88,7 @@ def predict(target: Target, figure: Published, backend: str = "analytical") -> f
         target = target.model_copy(update={"clock_hz": figure.device_clock_hz})
     bits = PRECISION_BITS[figure.precision]
     model = make_cost_model(backend, target, batch=figure.batch)
-    ops = _ops(figure.model, figure.input)
+    ops = _graph(figure.model, figure.input).ops(fused=not target.fuses_activations)
     if figure.layers == "conv":
         ops = [op for op in ops if op.kind == "conv"]
     pairs = [(op, Option(bits=bits) if op.compressible else Option()) for op in ops]

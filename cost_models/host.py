@@ -31,7 +31,7 @@ from hwsearch.layer_graph import Layer, LayerGraph
 from hwsearch.options import Option
 
 RUNTIMES = {"onnxruntime": "host", "torch": "host-torch"}
-FITTED = ("gemm_efficiency", "conv_efficiency", "depthwise_efficiency", "reduction_overhead")
+FITTED = ("gemm_efficiency", "conv_efficiency", "depthwise_efficiency", "reduction_overhead", "weight_reorder_passes")
 
 # single layers the kernel figures are fitted on: (kind, in, out, kernel, stride, groups, size)
 SHAPES = [
@@ -124,7 +124,7 @@ def measure(runtime: str, progress=None) -> HostFigures:
 def build_target(figures: HostFigures) -> tuple[str, Target, dict]:
     """The target YAML text for the measured figures, with its kernel figures fitted; and the fit report."""
     draft = _yaml(figures, {"gemm_efficiency": 0.8, "conv_efficiency": 0.8, "depthwise_efficiency": 0.2,
-                            "reduction_overhead": 4.0})
+                            "reduction_overhead": 4.0, "weight_reorder_passes": 0.0})
     target = parse_target(draft, source="calibration draft")
     layers = [_layer(shape) for shape in figures.shapes]
     measured = np.array(figures.latencies_s)
@@ -140,8 +140,8 @@ def build_target(figures: HostFigures) -> tuple[str, Target, dict]:
         cold, hot = (make_cost_model("analytical", fitted, warm=w).price(pairs).latency_s for w in (False, True))
         return np.where(warm, hot, cold)
 
-    solution = least_squares(lambda v: np.log(predicted(v) / measured), [0.8, 0.8, 0.2, 4.0],
-                             bounds=([0.02, 0.02, 0.005, 0.0], [1.0, 1.0, 1.0, 256.0]))
+    solution = least_squares(lambda v: np.log(predicted(v) / measured), [0.8, 0.8, 0.2, 4.0, 0.5],
+                             bounds=([0.02, 0.02, 0.005, 0.0, 0.0], [1.0, 1.0, 1.0, 256.0, 8.0]))
     values = {name: float(f"{v:.3g}") for name, v in zip(FITTED, solution.x)}
     errors = predicted(np.array(list(values.values()))) / measured - 1
     if figures.int8_in_chain_s:
@@ -302,6 +302,9 @@ def _yaml(f: HostFigures, kernels: dict[str, float]) -> str:
            else "assumption: no int8 path here"),
         f"conversion_passes: {kernels.get('conversion_passes', 1.0)}   # "
         + (f"fitted: {how}, chains alternating float and int8 layers (quantize, layout, dequantize)" if "conversion_passes" in kernels else "assumption: one pass; no int8 path here"),
+        f"fuses_activations: {'true' if f.runtime == 'onnxruntime' else 'false'}   # source: "
+        + ("onnxruntime folds batch norm into convs and fuses activations" if f.runtime == "onnxruntime" else
+           "torch eager runs batch norm and each activation as a kernel of its own"),
         "sparsity:",
         "  skips: none               # source: dense kernels in onnxruntime and torch eager",
         "cpu:",
@@ -312,5 +315,6 @@ def _yaml(f: HostFigures, kernels: dict[str, float]) -> str:
         f"  reduction_overhead: {kernels['reduction_overhead']}  # fitted: as above",
         f"  layer_overhead_s: {f.layer_overhead_s:.3g}   # {how}: chains of 1 and 9 tiny convs",
         f"  skips_padding: {str(f.skips_padding).lower()}      # {how}: 3x3 against 1x1 conv, 512 channels on a 1x1 map",
+        f"  weight_reorder_passes: {kernels['weight_reorder_passes']}   # fitted: as above (repacking weights on every call)",
     ]
     return "\n".join(lines) + "\n"

@@ -118,6 +118,7 @@ class CpuKernels(_Frozen):
     layer_overhead_s: NonNegativeFloat                    # fixed cost of one layer (dispatch, packing)
     winograd: Winograd | None = None
     skips_padding: bool = False       # direct kernels skip filter taps that meet only padding (small maps)
+    weight_reorder_passes: NonNegativeFloat = 0.0   # passes over the weights to repack them on every call
 
 
 class GpuKernels(_Frozen):
@@ -139,6 +140,7 @@ class Target(_Frozen):
     memory: tuple[MemoryLevel, ...] = Field(min_length=1)   # innermost first
     dram: Dram
     activations_stay_on_chip: bool = True   # a layer reads its input from the last level when it fits there
+    fuses_activations: bool = True     # batch norm and activations after a layer cost nothing extra (folded)
     # encoded: weights move as the file stores them (sparse encoding, sub-byte codes), widened next to the
     # datapath; dense: the runtime expands them once at load into dense tensors of the path's width
     weights_move: Literal["encoded", "dense"] = "encoded"

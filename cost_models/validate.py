@@ -111,7 +111,16 @@ def validate_host(target: Target, *, variants: int = 8, models=HOST_MODELS, seed
     if progress:
         progress.remove_task(task)
     agreement = Agreement.of([r["predicted_s"] for r in rows], [r["measured_s"] for r in rows])
-    return {"target": target.name, "runtime": runtime, "rows": rows, "agreement": agreement.__dict__}
+    kinds = {"float layers only": lambda r: r["int8_layers"] == 0,
+             "every layer int8": lambda r: r["int8_layers"] == r["layers"],
+             "int8 and float mixed": lambda r: 0 < r["int8_layers"] < r["layers"]}
+    by_kind = {}
+    for kind, chosen in kinds.items():
+        subset = [r for r in rows if chosen(r)]
+        if subset:
+            by_kind[kind] = Agreement.of([r["predicted_s"] for r in subset], [r["measured_s"] for r in subset]).__dict__
+    return {"target": target.name, "runtime": runtime, "rows": rows, "agreement": agreement.__dict__,
+            "by_kind": by_kind}
 
 
 def _predict(target: Target, graph: LayerGraph, plan: Plan) -> tuple[float, float]:
@@ -178,6 +187,8 @@ def validate_target(target: Target, *, variants: int = 8, layers: int = 12, prog
         a = report["agreement"]
         lines = [f"{target.name} ({target.runtime}, measured on this machine, one thread): {a['n']} compressed "
                  f"variants, Spearman {a['spearman']:.3f}, median error {a['median_abs_error']:.1%}"]
+        lines += [f"  {kind}: {a['n']} variants, Spearman {a['spearman']:.3f}, median error {a['median_abs_error']:.1%}"
+                  for kind, a in report["by_kind"].items()]
         lines += [f"  {r['model']:16s} {r['low_rank_layers']:3d} low-rank, {r['int8_layers']:3d} int8 of {r['layers']:3d}"
                   f" layers: predicted {r['predicted_s'] * 1e3:8.3f} ms, measured {r['measured_s'] * 1e3:8.3f} ms "
                   f"({r['error']:+.0%})" for r in report["rows"]]

@@ -35,7 +35,7 @@ def cost_report(*, model_spec: str, input_shape: tuple[int, ...], target: Target
     model = resolve_model(model_spec).eval()
     with torch.no_grad():
         graph = LayerGraph.trace(model, torch.zeros(1, *input_shape))
-    ops = graph.ops()
+    ops = graph.ops(fused=not target.fuses_activations)
     if not ops:
         raise HwsearchError(f"model {model_spec} has no op hwsearch can cost (no conv, linear, matmul or pooling)")
     costs = make_cost_model(backend, target, batch=batch).price([(op, Option()) for op in ops])

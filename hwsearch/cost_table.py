@@ -101,7 +101,7 @@ def build_cost_table(cost_model: CostModel, layers: list[Layer], options: dict[s
                      fixed_bytes: int, graph: LayerGraph | None = None) -> CostTable:
     """Price every option of every compressible layer, and the fixed ops, cold and warm."""
     target = cost_model.target
-    fixed_ops = graph.fixed_ops() if graph is not None else []
+    fixed_ops = graph.fixed_ops(fused=not target.fuses_activations) if graph is not None else []
     pairs = [(layer, option) for layer in layers for option in options[layer.name]]
     pairs += [(op, Option()) for op in fixed_ops]
     warm_model = type(cost_model)(target, batch=cost_model.batch, warm=True)

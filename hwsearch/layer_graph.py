@@ -107,10 +107,12 @@ class Layer:
 class LayerGraph:
     """A traced model: a DiGraph of fx nodes plus its compressible layers and costed ops in execution order."""
 
-    def __init__(self, graph: nx.DiGraph, layers: dict[str, Layer], ops: list[Layer] | None = None):
+    def __init__(self, graph: nx.DiGraph, layers: dict[str, Layer], ops: list[Layer] | None = None,
+                 fused: set[str] = frozenset()):
         self.graph = graph
         self._layers = layers
         self._ops = list(layers.values()) if ops is None else ops
+        self._fused = set(fused)          # names of the ops a fusing runtime folds into the layer before them
 
     @classmethod
     def trace(cls, model: nn.Module, example_input: torch.Tensor) -> "LayerGraph":
@@ -135,7 +137,7 @@ class LayerGraph:
                 f"({type(cause).__name__}: {_first_line(cause)}); give an example input of the shape the model "
                 "expects") from None
 
-        graph, layers, ops = nx.DiGraph(), {}, []
+        graph, layers, ops, fused_ops = nx.DiGraph(), {}, [], set()
         modules = dict(traced.named_modules())
         fused = _fused_nodes(traced, modules)
         for node in traced.graph.nodes:
@@ -143,17 +145,20 @@ class LayerGraph:
             out_shape = tuple(meta.shape) if hasattr(meta, "shape") else None
             attrs = {"op": node.op, "target": str(node.target), "out_shape": out_shape,
                      "type": _node_type(node, modules), "fused": node.name in fused}
-            costed = [] if node.name in fused else _costed(node, modules)
-            for layer in costed:
-                if layer.compressible:
-                    layers[layer.name] = layer
-                    attrs["layer"] = layer
-            attrs["ops"] = costed
+            costed = _costed(node, modules)
+            if node.name in fused:
+                fused_ops.update(op.name for op in costed)
+            else:
+                for layer in costed:
+                    if layer.compressible:
+                        layers[layer.name] = layer
+                        attrs["layer"] = layer
+            attrs["ops"] = [] if node.name in fused else costed
             ops.extend(costed)
             graph.add_node(node.name, **attrs)
             for parent in node.all_input_nodes:
                 graph.add_edge(parent.name, node.name)
-        return cls(graph, layers, ops)
+        return cls(graph, layers, ops, fused_ops)
 
     def layer(self, name: str) -> Layer:
         return self._layers[name]
@@ -162,13 +167,14 @@ class LayerGraph:
         """Compressible layers in execution order."""
         return list(self._layers.values())
 
-    def ops(self) -> list[Layer]:
-        """Every op that costs time, compressible or not, in execution order (fused ones left out)."""
-        return list(self._ops)
+    def ops(self, *, fused: bool = False) -> list[Layer]:
+        """Every op that costs time, compressible or not, in execution order; with `fused`, also batch
+        norms and activations that most runtimes fold into the layer before them (torch eager does not)."""
+        return [op for op in self._ops if fused or op.name not in self._fused]
 
-    def fixed_ops(self) -> list[Layer]:
+    def fixed_ops(self, *, fused: bool = False) -> list[Layer]:
         """The ops no compression option changes: what a plan's cost adds to its layers'."""
-        return [op for op in self._ops if not op.compressible]
+        return [op for op in self.ops(fused=fused) if not op.compressible]
 
     def activation_edges(self) -> list[tuple[str, str, int]]:
         """(producer, consumer, elements) for every activation passed between costed ops.
