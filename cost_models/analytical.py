@@ -62,7 +62,10 @@ class AnalyticalCostModel(CostModel):
         # weights move as stored; a toolchain narrows weights wider than the datapath before deployment
         with np.errstate(divide="ignore", invalid="ignore"):
             stored = np.where(weighted, n.file_bytes / np.maximum(w_elems, 1), p_act)
-        stored = np.where(weighted & (n.bits > p_operand * 8), stored * p_operand * 8 / n.bits, stored)
+        # (at the path's width, with a per-row scale as the file keeps for integer codes)
+        scale_per_weight = 4.0 / np.maximum(n.C * n.FY * n.FX, 1)
+        stored = np.where(weighted & (n.bits > p_operand * 8), stored * p_operand * 8 / n.bits + scale_per_weight,
+                          stored)
         dense_weights = t.weights_move == "dense"
         if dense_weights:                   # expanded at load: every weight at the path's width, zeros included
             stored = np.where(weighted, p_operand, stored)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 
@@ -111,6 +112,7 @@ def _taps(out: int, size: int, kernel: int, stride: int, pad: int, dilation: int
     return pairs, used
 
 
+@lru_cache(maxsize=4096)
 def padding_shares(layer: Layer) -> tuple[float, float]:
     """(tap_share, weight_share) of a convolution: how much of its work and weights meets only padding.
 
