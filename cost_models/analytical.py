@@ -278,7 +278,8 @@ class AnalyticalCostModel(CostModel):
                 # multiplies per output fall from 9 to (m + 2)^2 / m^2; a map not a multiple of m pads its tiles
                 pad = (n.OY * n.OX) / (np.ceil(n.OY / m) * np.ceil(n.OX / m) * m * m)
                 saving = 9 * m * m / (m + 2) ** 2 * w.efficiency
-                work = np.where(eligible, 1.0 / (saving * pad), 1.0)
+                # where tiles are mostly padding (tiny maps) the direct kernel is cheaper: runtimes pick it
+                work = np.where(eligible, np.minimum(1.0, 1.0 / (saving * pad)), 1.0)
                 efficiency = np.where(eligible, cpu.conv_efficiency or cpu.gemm_efficiency, efficiency)
             return efficiency, work
         if t.gpu is not None:
