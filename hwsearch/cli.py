@@ -115,9 +115,17 @@ def _print_summary(s: dict, folder) -> None:
     kept = "fine-tuned" if f["fine_tuned_kept"] else "compressed, fine-tuning did not help"
     print(f"  accuracy  {b['test_accuracy']:.2%} -> {f['test_accuracy']:.2%} (test; {kept})")
     print(f"  size      {b['size_bytes']:,} -> {f['size_bytes']:,} bytes ({s['compression_ratio']:.2f}x)")
-    print(f"  latency   {b['latency_s'] * 1e3:.3f} -> {f['latency_s'] * 1e3:.3f} ms (predicted)")
-    print(f"  energy    {b['energy_j'] * 1e3:.3f} -> {f['energy_j'] * 1e3:.3f} mJ (predicted)")
+    print(f"  latency   {_si(b['latency_s'], 's')} -> {_si(f['latency_s'], 's')} (predicted)")
+    print(f"  energy    {_si(b['energy_j'], 'J')} -> {_si(f['energy_j'], 'J')} (predicted)")
     print(f"  results   {folder}/ (summary.json, report.md, pareto.png, {s['artifact']})")
+
+
+def _si(value: float, unit: str) -> str:
+    """3.2 ms, 41.0 us, 1.600 mJ: three significant figures at a readable scale."""
+    for prefix, scale in (("", 1.0), ("m", 1e-3), ("u", 1e-6), ("n", 1e-9)):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g} {prefix}{unit}"
+    return f"{value:.3g} {unit}"
 
 
 # ---- commands on the cost side --------------------------------------------------------------------
