@@ -67,7 +67,7 @@ def main() -> None:
              "| model | target | pairs | price | whole table | ZigZag, same target (cold cache) |", "|---|---|---|---|---|---|"]
     for r in rows:
         z = zigzag.get(r["target"], {})
-        cold = z.get("zigzag_cold") if isinstance(z, dict) else None
+        cold = z.get("zigzag_cold_median") if isinstance(z, dict) else None
         lines.append(f"| {r['model']} | {r['target']} | {r['pairs']} | {r['price_us_per_pair']:.1f} us | "
                      f"{r['table_us_per_pair']:.1f} us | {f'{cold:.2f} s' if cold else '-'} |")
     OUT.mkdir(parents=True, exist_ok=True)

@@ -122,7 +122,8 @@ def _print_summary(s: dict, folder) -> None:
 
 def _si(value: float, unit: str) -> str:
     """3.2 ms, 41.0 us, 1.600 mJ: three significant figures at a readable scale."""
-    for prefix, scale in (("", 1.0), ("m", 1e-3), ("u", 1e-6), ("n", 1e-9)):
+    for prefix, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3), ("", 1.0), ("m", 1e-3),
+                          ("u", 1e-6), ("n", 1e-9)):
         if abs(value) >= scale:
             return f"{value / scale:.4g} {prefix}{unit}"
     return f"{value:.3g} {unit}"
@@ -154,9 +155,10 @@ def _targets(argv: list[str]) -> int:
 
 
 def _target_line(target) -> str:
-    peaks = ", ".join(f"{c.macs_per_cycle * target.clock_hz / 1e9:.4g} {c.dtype}" for c in target.compute)
+    peaks = ", ".join(f"{c.dtype} {_si(c.macs_per_cycle * target.clock_hz, 'MAC/s').replace(' ', '')}"
+                      for c in target.compute)
     memory = ", ".join(f"{m.name} {_bytes(m.capacity_bytes)}" for m in target.memory if m.capacity_bytes >= 1024)
-    return (f"{target.name:18s} {target.kind:11s} {peaks} GMAC/s | {memory} | "
+    return (f"{target.name:18s} {target.kind:11s} {peaks} | {memory} | "
             f"DRAM {target.dram.bandwidth_bytes_per_s / 1e9:.4g} GB/s | {target.description}")
 
 
