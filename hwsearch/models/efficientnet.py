@@ -23,7 +23,7 @@ import torch
 import torch.fx
 from torch import nn
 
-from hwsearch.models.mobilenet import Conv2dNormActivation, SqueezeExcitation, make_divisible
+from hwsearch.models.mobilenet import Conv2dNormActivation, SqueezeExcitation, init_convs_and_norms_, make_divisible
 
 
 def drop_rows(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -142,15 +142,9 @@ class EfficientNet(nn.Module):
         self.features = nn.Sequential(*layers)                               # -> (N, 1280, 7, 7)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(lastconv_out, num_classes))
+        init_convs_and_norms_(self)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            if isinstance(m, nn.Linear):
                 init_range = 1.0 / math.sqrt(m.out_features)
                 nn.init.uniform_(m.weight, -init_range, init_range)
                 nn.init.zeros_(m.bias)

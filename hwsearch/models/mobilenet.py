@@ -103,17 +103,23 @@ class SqueezeExcitation(nn.Module):
         return self.scale_activation(scale) * x                    # (N, C, H, W)
 
 
-def _init_mobilenet_(model: nn.Module) -> None:
-    """torchvision's MobileNet initialisation: He (fan-out) convs, unit BN, small linears."""
+def init_convs_and_norms_(model: nn.Module, nonlinearity: str = "leaky_relu") -> None:
+    """He (fan-out) convolutions and unit batch norms, as torchvision's mobile models start."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity=nonlinearity)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
+
+
+def _init_mobilenet_(model: nn.Module) -> None:
+    """torchvision's MobileNet initialisation: He (fan-out) convs, unit BN, small linears."""
+    init_convs_and_norms_(model)
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, 0, 0.01)
             nn.init.zeros_(m.bias)
 
