@@ -192,8 +192,13 @@ def _cost(argv: list[str]) -> int:
     shape = parse_input(args.input)
     if args.backend not in BACKENDS:
         raise HwsearchError(f"--backend {args.backend!r} is not a cost model: choose one of {', '.join(BACKENDS)}")
-    report = cost_report(model_spec=args.model, input_shape=shape, target=load_target(args.target),
-                         batch=args.batch, backend=args.backend)
+    from rich.console import Console
+    from rich.progress import Progress
+
+    target = load_target(args.target)
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        report = cost_report(model_spec=args.model, input_shape=shape, target=target, batch=args.batch,
+                             backend=args.backend, progress=progress)
     print(json.dumps(report, indent=1) if args.json else format_table(report, top=args.top), end="\n" if args.json else "")
     return 0
 

@@ -30,7 +30,7 @@ def parse_input(text: str) -> tuple[int, ...]:
 
 
 def cost_report(*, model_spec: str, input_shape: tuple[int, ...], target: Target, batch: int = 1,
-                backend: str = "analytical") -> dict:
+                backend: str = "analytical", progress=None) -> dict:
     """Per-op costs and totals of one model on one target, as plain values (JSON-ready)."""
     model = resolve_model(model_spec).eval()
     with torch.no_grad():
@@ -38,7 +38,10 @@ def cost_report(*, model_spec: str, input_shape: tuple[int, ...], target: Target
     ops = graph.ops(fused=not target.fuses_activations)
     if not ops:
         raise HwsearchError(f"model {model_spec} has no op hwsearch can cost (no conv, linear, matmul or pooling)")
-    costs = make_cost_model(backend, target, batch=batch).price([(op, Option()) for op in ops])
+    model = make_cost_model(backend, target, batch=batch)
+    pairs = [(op, Option()) for op in ops]
+    # a simulator takes seconds a layer: show its progress (the analytical model answers at once)
+    costs = model.price(pairs, progress=progress) if backend != "analytical" and progress else model.price(pairs)
     layers = []
     for i, op in enumerate(ops):
         row = costs.row(i)
