@@ -16,11 +16,12 @@ import json
 import signal
 import sys
 
-from hwsearch.budget import parse_size
+from hwsearch.budget import Budgets
 from hwsearch.config import RunConfig
 from hwsearch.errors import HwsearchError
 
 EXIT_USAGE = 2
+EXIT_FLOOR = 3          # the run finished and wrote its folder, but no candidate kept enough accuracy
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +34,18 @@ def _parser() -> argparse.ArgumentParser:
                "of 2 (10MiB = 10,485,760 bytes); a bare number is bytes. The exported file is at most the budget. "
                "Other commands: hwsearch targets | cost | validate | calibrate (each with --help).")
     p.add_argument("--target", default=d.target, help=f"built-in target name or path to a target YAML (default {d.target})")
-    p.add_argument("--budget", required=True, help="size budget of the exported file, e.g. 10MB, 10MiB, 500KB, 10000000")
+    p.add_argument("--budget", default=None,
+                   help="size budget of the exported file, e.g. 10MB, 10MiB, 500KB, 10000000")
+    p.add_argument("--latency", default=None, help="latency budget per inference on the target, e.g. 5ms, 250us")
+    p.add_argument("--energy", default=None, help="energy budget per inference on the target, e.g. 2mJ, 500uJ")
+    p.add_argument("--objectives", default=d.objectives,
+                   help="proxy (default: the best plan within the budgets), or proxy with any of size, latency, "
+                        "energy, e.g. proxy,latency: a front of plans trading one against the other")
+    p.add_argument("--sampler", default=None,
+                   help="Optuna sampler: tpe, nsga2, nsga3, random, qmc, gp (default tpe, nsga2 for several objectives)")
+    p.add_argument("--max-accuracy-drop", type=float, default=d.max_accuracy_drop,
+                   help=f"test accuracy points the exported model may lose against the baseline; below it the run "
+                        f"still writes its folder but exits 3 (default {d.max_accuracy_drop:g})")
     p.add_argument("--model", default=d.model, help=f"built-in model trained on digits: resnet18_digits or lenet5_digits (default {d.model})")
     p.add_argument("--trials", type=int, default=d.trials, help=f"Optuna trials (default {d.trials})")
     p.add_argument("--top-k", type=int, default=d.top_k, help=f"candidates confirmed by retraining (default {d.top_k})")
@@ -61,8 +73,16 @@ def _search(argv: list[str]) -> int:
         if value < low:
             print(f"hwsearch: error: {flag} must be at least {low}, got {value}", file=sys.stderr)
             return EXIT_USAGE
+    if args.budget is None and args.latency is None and args.energy is None:
+        print("hwsearch: error: no budget given: pass --budget (e.g. 10MB), --latency (e.g. 5ms) or --energy "
+              "(e.g. 2mJ), or several", file=sys.stderr)
+        return EXIT_USAGE
+    if not 0 <= args.max_accuracy_drop <= 100:
+        print(f"hwsearch: error: --max-accuracy-drop is in points between 0 and 100, got {args.max_accuracy_drop:g}",
+              file=sys.stderr)
+        return EXIT_USAGE
     try:
-        parse_size(args.budget)          # fail fast, before the heavy imports below
+        Budgets.parse(size=args.budget, latency=args.latency, energy=args.energy)   # fail fast, before heavy imports
     except HwsearchError as exc:
         print(f"hwsearch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -74,7 +94,9 @@ def _search(argv: list[str]) -> int:
     from hwsearch.pipeline import run
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)   # failed trials are reported by hwsearch
-    config = RunConfig(target=args.target, budget=args.budget, model=args.model, trials=args.trials,
+    config = RunConfig(target=args.target, budget=args.budget, latency=args.latency, energy=args.energy,
+                       objectives=args.objectives, sampler=args.sampler, max_accuracy_drop=args.max_accuracy_drop,
+                       model=args.model, trials=args.trials,
                        top_k=args.top_k, finetune_epochs=args.finetune_epochs, calibration_size=args.calibration,
                        seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id)
     received: list[int] = []
@@ -106,12 +128,25 @@ def _search(argv: list[str]) -> int:
             return EXIT_USAGE
         raise
     _print_summary(summary, folder)
+    floor = summary["accuracy_floor"]
+    if not floor["met"]:
+        hint = (f"a budget of about {floor['suggested_size_bytes']:,} bytes would likely meet it (from the retrained "
+                "candidates' accuracy against their proxy, and the exact frontier)"
+                if floor.get("suggested_size_bytes") else "no plan seen scores well enough: relax the budgets")
+        print(f"hwsearch: accuracy floor not met: the best retrained candidate reaches "
+              f"{summary['final']['test_accuracy']:.2%} test accuracy, {floor['drop'] * 100:.1f} points below the "
+              f"baseline {summary['baseline']['test_accuracy']:.2%} (--max-accuracy-drop "
+              f"{floor['max_drop'] * 100:g}); {hint}", file=sys.stderr)
+        return EXIT_FLOOR
     return 0
 
 
 def _print_summary(s: dict, folder) -> None:
     b, f = s["baseline"], s["final"]
-    print(f"hwsearch: {s['model']} on {s['target']}, budget {s['budget']} ({s['budget_bytes']:,} bytes)")
+    budgets = ", ".join(f"{k.split('_')[0]} {_si(v, {'size_bytes': 'B', 'latency_s': 's', 'energy_j': 'J'}[k])}"
+                        for k, v in s["budgets"].items())
+    print(f"hwsearch: {s['model']} on {s['target']}, budget{'s' if len(s['budgets']) > 1 else ''} "
+          + (f"{s['budget']} ({s['budget_bytes']:,} bytes)" if list(s["budgets"]) == ["size_bytes"] else budgets))
     kept = "fine-tuned" if f["fine_tuned_kept"] else "compressed, fine-tuning did not help"
     print(f"  accuracy  {b['test_accuracy']:.2%} -> {f['test_accuracy']:.2%} (test; {kept})")
     print(f"  size      {b['size_bytes']:,} -> {f['size_bytes']:,} bytes ({s['compression_ratio']:.2f}x)")

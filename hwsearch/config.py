@@ -10,7 +10,12 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class RunConfig:
     target: str = "cortex-a76"      # built-in name or path to a target YAML
-    budget: str = "10MB"            # file-size budget; MB = 10^6 bytes, MiB = 2^20
+    budget: str | None = "10MB"     # file-size budget; MB = 10^6 bytes, MiB = 2^20
+    latency: str | None = None      # latency budget on the target, e.g. "5ms"
+    energy: str | None = None       # energy budget per inference, e.g. "2mJ"
+    objectives: str = "proxy"       # "proxy" or e.g. "proxy,latency": a multi-objective front
+    sampler: str | None = None      # Optuna sampler; None: tpe, or nsga2 for several objectives
+    max_accuracy_drop: float = 2.0  # points of test accuracy below the baseline that still count as success
     model: str = "resnet18_digits"  # built-in model, trained on digits on first use
     trials: int = 300               # Optuna trials; each is table look-ups only
     top_k: int = 3                  # best feasible candidates confirmed by retraining

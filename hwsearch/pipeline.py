@@ -18,15 +18,16 @@ import torch
 
 from cost_models import load_target, make_cost_model
 from hwsearch import artifact, results
-from hwsearch.budget import parse_size
+from hwsearch.budget import Budgets
 from hwsearch.config import RunConfig
 from hwsearch.cost_table import build_cost_table
 from hwsearch.errors import HwsearchError
+from hwsearch.knapsack import smallest_for_score
 from hwsearch.layer_graph import LayerGraph
 from hwsearch.options import Option, layer_options
 from hwsearch.proxy import cached_proxy_table
 from hwsearch.retrain import retrain
-from hwsearch.study import check_feasible, pareto_front, run_study, top_feasible
+from hwsearch.study import OBJECTIVES, SearchConfig, pareto_front, run_study, top_feasible
 from hwsearch.training import TrainConfig, accuracy
 from hwsearch.workload import default_cache_dir, load_workload
 
@@ -36,13 +37,15 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
     """Run the whole pipeline; returns the summary and the results folder."""
-    budget_bytes = parse_size(config.budget)           # bad input fails before any work
+    budgets = Budgets.parse(size=config.budget, latency=config.latency, energy=config.energy)   # fail before work
+    search = SearchConfig(budgets, objectives=tuple(config.objectives.split(",")), sampler=config.sampler,
+                          trials=config.trials, seed=config.seed)
     target = load_target(config.target)
     if config.run_id is not None and not _SAFE_NAME.fullmatch(config.run_id):
         raise HwsearchError(f"--run-id {config.run_id!r} is not a plain folder name: use letters, digits, '.', '_' "
                             "and '-' only, not starting with '.'")
     stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    run_id = config.run_id or re.sub(r"[^A-Za-z0-9._-]", "", f"{target.name}-{config.budget}-{config.model}-{stamp}")
+    run_id = config.run_id or re.sub(r"[^A-Za-z0-9._-]", "", f"{target.name}-{budgets.label()}-{config.model}-{stamp}")
     final_dir = Path(config.results_dir) / run_id
     if final_dir.exists():
         raise HwsearchError(f"results folder {final_dir} already exists; pass another --run-id or remove it")
@@ -50,7 +53,7 @@ def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     try:
-        summary = _run_stages(config, target, budget_bytes, run_id, work_dir, progress)
+        summary = _run_stages(config, target, search, run_id, work_dir, progress)
         work_dir.rename(final_dir)
     except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -58,7 +61,7 @@ def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
     return summary, final_dir
 
 
-def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> dict:
+def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progress) -> dict:
     def say(message: str) -> None:
         if progress:
             progress.console.print(message, soft_wrap=True, markup=False, highlight=False)
@@ -81,11 +84,12 @@ def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> di
     options = {layer.name: layer_options(layer) for layer in layers}
     fixed = artifact.fixed_bytes(model, model_spec=workload.model_spec, layer_names=names)
     costs = build_cost_table(make_cost_model("analytical", target), layers, options, fixed, graph)
-    check_feasible(costs, budget_bytes)
+    budgets = search.budgets
     baseline_choice = {name: options[name].index(Option()) for name in names}
     baseline = costs.totals(baseline_choice)
+    limits = ", ".join(budgets.describe(k) for k in budgets.limits())
     say(f"{len(layers)} compressible layers, {sum(map(len, options.values()))} (layer, option) pairs; "
-        f"fp32 file {int(baseline['size_bytes']):,} bytes, budget {budget_bytes:,}")
+        f"fp32 file {int(baseline['size_bytes']):,} bytes; budgets {limits}")
     lap("tables_cost")
 
     calibration = data.train.x[:config.calibration_size]
@@ -94,12 +98,16 @@ def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> di
     say(f"proxy table: {'from cache' if reused else 'computed'}")
     lap("tables_proxy")
 
-    study, cands = run_study(proxy=proxy, costs=costs, budget_bytes=budget_bytes, n_trials=config.trials,
-                             storage_path=out / "study.journal", study_name=run_id, seed=config.seed,
-                             progress=progress)
-    front = pareto_front(cands)
-    top = top_feasible(cands, config.top_k)
-    say(f"search: {len(cands)} trials, {sum(c.feasible for c in cands)} within budget, best proxy {top[0].proxy:.4f}")
+    searched = run_study(proxy=proxy, costs=costs, config=search, storage_path=out / "study.journal",
+                         study_name=run_id, progress=progress)
+    cands, optimum = searched.candidates, searched.optimum
+    second = next((OBJECTIVES[o] for o in search.objectives if o != "proxy"), None)
+    front = pareto_front([c for c in cands if c.feasible], second or "size_bytes")
+    top = top_feasible(cands, config.top_k, spread_over=second)
+    best_found = min(c.proxy for c in cands if c.feasible)
+    say(f"search: {len(cands)} trials, {sum(c.feasible for c in cands)} within budget "
+        f"({sum(c.repaired for c in cands)} repaired), best proxy {best_found:.4f}; exact optimum "
+        f"{optimum.score:.4f}")
     lap("search")
 
     finetune = TrainConfig(epochs=config.finetune_epochs, max_lr=config.finetune_lr, seed=config.seed)
@@ -116,7 +124,7 @@ def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> di
 
     path = out / "model.hws"
     size = artifact.save(best.model, path, model_spec=workload.model_spec, layer_names=names)
-    if size != chosen.totals["size_bytes"] or size > budget_bytes:
+    if size != chosen.totals["size_bytes"] or size > (budgets.size_bytes or size):
         raise RuntimeError(f"bug: exported {size:,} bytes but the search promised {int(chosen.totals['size_bytes']):,}")
     reloaded, _ = artifact.load(path)
     with torch.no_grad():
@@ -127,13 +135,21 @@ def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> di
     plan = chosen.plan(options)
     original_bytes = {n: int(costs.column(n, "weight_bytes")[baseline_choice[n]]) for n in names}
     chosen_bytes = {n: int(costs.column(n, "weight_bytes")[chosen.choice[n]]) for n in names}
+    drop = workload.test_accuracy - reloaded_accuracy
+    floor = {"max_drop": config.max_accuracy_drop / 100, "drop": drop,
+             "met": drop <= config.max_accuracy_drop / 100 + 1e-12}
+    if not floor["met"]:
+        floor["suggested_size_bytes"] = suggest_size(retrained, proxy, costs, searched.space, workload.test_accuracy,
+                                                     workload.test_accuracy - config.max_accuracy_drop / 100)
     summary = {
         "run_id": run_id,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "target": target.name,
         "model": config.model,
         "budget": config.budget,
-        "budget_bytes": budget_bytes,
+        "budget_bytes": budgets.size_bytes,
+        "budgets": budgets.limits(),
+        "binding": binding_budget(budgets, chosen.totals),
         "baseline": {"test_accuracy": workload.test_accuracy, "size_bytes": int(baseline["size_bytes"]),
                      "latency_s": baseline["latency_s"], "energy_j": baseline["energy_j"], "macs": int(baseline["macs"])},
         "final": {"test_accuracy": reloaded_accuracy, "val_accuracy": best.val_accuracy,
@@ -141,12 +157,20 @@ def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> di
                   "accuracy_before_finetune": best.accuracy_before, "size_bytes": size,
                   "latency_s": chosen.totals["latency_s"], "energy_j": chosen.totals["energy_j"],
                   "macs": int(chosen.totals["macs"]), "proxy": chosen.proxy, "trial": chosen.trial},
+        "accuracy_floor": floor,
         "compression_ratio": baseline["size_bytes"] / size,
         "artifact": path.name,
         "reload_max_abs_diff": diff,
-        "search": {"trials": len(cands), "feasible": sum(c.feasible for c in cands), "pareto": len(front),
-                   "storage": "study.journal"},
+        "search": {"trials": len(cands), "feasible": sum(c.feasible for c in cands),
+                   "repaired": sum(c.repaired for c in cands), "pareto": len(front), "storage": "study.journal",
+                   "objectives": list(search.objectives), "sampler": search.sampler or ("nsga2" if second else "tpe"),
+                   "strategy": search.strategy, "best_proxy": best_found,
+                   "exact_optimum": {"proxy": optimum.score, "lower_bound": optimum.lower_bound,
+                                     "method": optimum.method, "size_bytes": int(optimum.totals["size_bytes"]),
+                                     "latency_s": optimum.totals["latency_s"], "energy_j": optimum.totals["energy_j"]},
+                   "gap_to_exact_optimum": best_found / optimum.score - 1 if optimum.score > 0 else 0.0},
         "retrained": [{"trial": c.trial, "proxy": c.proxy, "size_bytes": int(c.totals["size_bytes"]),
+                       "latency_s": c.totals["latency_s"], "energy_j": c.totals["energy_j"],
                        "accuracy_before": r.accuracy_before, "val_before": r.val_before, "val_after": r.val_after,
                        "fine_tuned_kept": r.fine_tuned, "val_accuracy": r.val_accuracy,
                        "test_accuracy": r.test_accuracy} for c, r in retrained],
@@ -155,9 +179,32 @@ def _run_stages(config, target, budget_bytes, run_id, out: Path, progress) -> di
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     results.write_candidates(out / "candidates.csv", cands, options)
+    results.write_pareto(out / "pareto.csv", front)
+    results.write_layers(out / "layers.csv", plan, costs, chosen.choice, baseline_choice)
     results.write_plan(out / "plan.json", plan)
-    results.plot_pareto(out / "pareto.png", cands, front, budget_bytes,
-                        [(c, r.test_accuracy) for c, r in retrained], chosen, int(baseline["size_bytes"]))
+    results.plot_pareto(out / "pareto.png", cands, front, budgets, [(c, r.test_accuracy) for c, r in retrained],
+                        chosen, int(baseline["size_bytes"]), optimum, second)
     results.plot_layers(out / "layers.png", plan, original_bytes, chosen_bytes)
     results.write_report(out / "report.md", summary, plan, chosen_bytes, original_bytes)
     return summary
+
+
+def binding_budget(budgets: Budgets, totals: dict[str, float]) -> str | None:
+    """The budget the chosen plan is closest to (the one that bound the search), by share left over."""
+    slack = {key: 1 - totals[key] / limit for key, limit in budgets.limits().items()}
+    return min(slack, key=slack.get) if slack else None
+
+
+def suggest_size(retrained, proxy, costs, space, baseline_accuracy: float, target_accuracy: float) -> int | None:
+    """A file size that would likely meet the accuracy floor.
+
+    Test accuracy falls roughly linearly with the proxy near the baseline (proxy 0): the
+    retrained candidate nearest the baseline gives the slope, hence the proxy the floor
+    allows; the smallest plan of the exact frontier at or below that proxy is the suggestion.
+    """
+    cand, result = min(retrained, key=lambda pair: pair[0].proxy)
+    lost = baseline_accuracy - result.test_accuracy
+    if lost <= 0 or cand.proxy <= 0:
+        return None
+    allowed = cand.proxy * (baseline_accuracy - target_accuracy) / lost
+    return smallest_for_score(proxy.errors, costs, space, allowed)

@@ -1,4 +1,4 @@
-"""The run folder a person reads: summary.json, candidates.csv, plan.json, plots and report.md."""
+"""The run folder a person reads: summary.json, candidates.csv, pareto.csv, layers.csv, plan.json, plots and report.md."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +10,9 @@ import matplotlib
 matplotlib.use("Agg")   # files only; no display here or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hwsearch.budget import format_size  # noqa: E402
+from hwsearch.budget import Budgets, format_size  # noqa: E402
+from hwsearch.cost_table import CostTable  # noqa: E402
+from hwsearch.knapsack import Optimum  # noqa: E402
 from hwsearch.options import Option, Plan  # noqa: E402
 from hwsearch.study import Candidate  # noqa: E402
 
@@ -28,31 +30,65 @@ def write_candidates(path: Path, cands: list[Candidate], options: dict[str, list
                              *(options[n][c.choice[n]].label for n in names)])
 
 
+def write_pareto(path: Path, front: list[Candidate]) -> None:
+    """The feasible Pareto front: trial, proxy and whole-model costs, one row per plan."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["trial", "source", "proxy", "size_bytes", "latency_s", "energy_j", "macs", "dram_bytes"])
+        for c in front:
+            t = c.totals
+            writer.writerow([c.trial, c.source, f"{c.proxy:.6f}", int(t["size_bytes"]), f"{t['latency_s']:.6g}",
+                             f"{t['energy_j']:.6g}", int(t["macs"]), int(t["dram_bytes"])])
+
+
+def write_layers(path: Path, plan: Plan, costs: CostTable, choice: dict[str, int], baseline: dict[str, int]) -> None:
+    """The chosen model layer by layer: option, and its bytes, MACs, latency and energy against fp32."""
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["layer", "option", "weight_bytes", "fp32_weight_bytes", "macs", "latency_s", "fp32_latency_s",
+                         "energy_j", "fp32_energy_j", "dram_bytes"])
+        for name, option in plan.items():
+            row = dict(zip(costs.columns, costs.values[name][choice[name]]))
+            fp32 = dict(zip(costs.columns, costs.values[name][baseline[name]]))
+            writer.writerow([name, option.label, int(row["weight_bytes"]), int(fp32["weight_bytes"]), int(row["macs"]),
+                             f"{row['latency_s']:.6g}", f"{fp32['latency_s']:.6g}", f"{row['energy_j']:.6g}",
+                             f"{fp32['energy_j']:.6g}", int(row["dram_bytes"])])
+
+
 def write_plan(path: Path, plan: Plan) -> None:
     path.write_text(json.dumps({name: option.to_dict() for name, option in plan.items()}, indent=1) + "\n")
 
 
-def plot_pareto(path: Path, cands: list[Candidate], front: list[Candidate], budget_bytes: int,
-                retrained: list[tuple[Candidate, float]], chosen: Candidate, baseline_bytes: int) -> None:
-    """Size against proxy error for every trial, the front, the budget and the retrained candidates."""
+def plot_pareto(path: Path, cands: list[Candidate], front: list[Candidate], budgets: Budgets,
+                retrained: list[tuple[Candidate, float]], chosen: Candidate, baseline_bytes: int,
+                optimum: Optimum | None = None, second: str | None = None) -> None:
+    """Every trial against the proxy (size, or the second objective), the front, the budget, the exact
+    optimum and the retrained candidates."""
+    key = second or "size_bytes"
+    scale, unit = {"size_bytes": (1e-6, "file size (MB)"), "latency_s": (1e3, "predicted latency (ms)"),
+                   "energy_j": (1e3, "predicted energy (mJ)")}[key]
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     feasible = [c for c in cands if c.feasible]
     infeasible = [c for c in cands if not c.feasible]
-    mb = 1e-6
-    ax.scatter([c.totals["size_bytes"] * mb for c in infeasible], [c.proxy for c in infeasible],
-               s=10, c="0.75", label="over budget")
-    ax.scatter([c.totals["size_bytes"] * mb for c in feasible], [c.proxy for c in feasible],
-               s=10, c="tab:blue", alpha=0.6, label="within budget")
-    ax.plot([c.totals["size_bytes"] * mb for c in front], [c.proxy for c in front],
+    ax.scatter([c.totals[key] * scale for c in infeasible], [c.proxy for c in infeasible],
+               s=10, c="0.75", label="over a budget")
+    ax.scatter([c.totals[key] * scale for c in feasible], [c.proxy for c in feasible],
+               s=10, c="tab:blue", alpha=0.6, label="within the budgets")
+    ax.plot([c.totals[key] * scale for c in front], [c.proxy for c in front],
             "-", c="tab:orange", lw=1.5, label="Pareto front")
-    ax.axvline(budget_bytes * mb, c="tab:red", ls="--", lw=1, label=f"budget {format_size(budget_bytes)}")
+    limit = budgets.limits().get(key)
+    if limit is not None:
+        ax.axvline(limit * scale, c="tab:red", ls="--", lw=1, label=f"budget {budgets.describe(key)}")
+    if optimum is not None:
+        ax.scatter([optimum.totals[key] * scale], [optimum.score], marker="x", s=90, c="k", zorder=6,
+                   label="exact optimum (separable)")
     for i, (cand, test_accuracy) in enumerate(retrained):
         marker = "*" if cand is chosen else "D"
-        ax.scatter([cand.totals["size_bytes"] * mb], [cand.proxy], marker=marker, s=120 if cand is chosen else 40,
+        ax.scatter([cand.totals[key] * scale], [cand.proxy], marker=marker, s=120 if cand is chosen else 40,
                    c="tab:green", edgecolors="k", zorder=5)
-        ax.annotate(f"{test_accuracy:.1%}", (cand.totals["size_bytes"] * mb, cand.proxy),
+        ax.annotate(f"{test_accuracy:.1%}", (cand.totals[key] * scale, cand.proxy),
                     textcoords="offset points", xytext=(6, 6 + 11 * i), fontsize=8)   # staggered: points can overlap
-    ax.set_xlabel(f"file size (MB); fp32 model is {format_size(baseline_bytes)}")
+    ax.set_xlabel(unit + (f"; fp32 model is {format_size(baseline_bytes)}" if key == "size_bytes" else ""))
     ax.set_ylabel("proxy: summed relative output error")
     ax.set_title("Search: every trial (retrained: test accuracy; star: exported)")
     ax.legend(fontsize=8, loc="upper right")
@@ -86,21 +122,28 @@ def write_report(path: Path, summary: dict, plan: Plan, chosen_bytes: dict[str, 
     lines = [
         f"# hwsearch run {summary['run_id']}",
         "",
-        f"Model `{summary['model']}` on target `{summary['target']}`, size budget {summary['budget']} "
-        f"({summary['budget_bytes']:,} bytes).",
+        f"Model `{summary['model']}` on target `{summary['target']}`, budgets: "
+        + ", ".join(_budget_text(k, v) for k, v in summary["budgets"].items())
+        + (f". The binding budget (least slack left) is the {summary['binding'].split('_')[0]}." if summary["binding"]
+           else "."),
         "",
+        *_floor_text(summary),
         "| | baseline (fp32) | exported |",
         "|---|---|---|",
         f"| test accuracy | {b['test_accuracy']:.2%} | {f['test_accuracy']:.2%} |",
         f"| file size | {b['size_bytes']:,} B | {f['size_bytes']:,} B |",
-        f"| predicted latency | {b['latency_s'] * 1e3:.3f} ms | {f['latency_s'] * 1e3:.3f} ms |",
-        f"| predicted energy | {b['energy_j'] * 1e3:.3f} mJ | {f['energy_j'] * 1e3:.3f} mJ |",
+        f"| predicted latency | {_budget_text('latency_s', b['latency_s'])} | {_budget_text('latency_s', f['latency_s'])} |",
+        f"| predicted energy | {_budget_text('energy_j', b['energy_j'])} | {_budget_text('energy_j', f['energy_j'])} |",
         f"| MACs | {b['macs']:,} | {f['macs']:,} |",
         "",
         f"Compression ratio {summary['compression_ratio']:.2f}x. The exported file `{summary['artifact']}` "
         f"reloads with a largest output difference of {summary['reload_max_abs_diff']:g}.",
-        f"Search: {summary['search']['trials']} trials, {summary['search']['feasible']} within budget, "
-        f"{summary['search']['pareto']} on the Pareto front; {len(summary['retrained'])} retrained "
+        f"Search: {summary['search']['trials']} trials ({summary['search']['sampler']}, "
+        f"{summary['search']['strategy']}), {summary['search']['feasible']} within the budgets "
+        f"({summary['search']['repaired']} repaired into them), {summary['search']['pareto']} on the Pareto front. "
+        f"Exact optimum of the separable problem: proxy {summary['search']['exact_optimum']['proxy']:.4f} "
+        f"({summary['search']['exact_optimum']['method']}); best found {summary['search']['best_proxy']:.4f} "
+        f"({summary['search']['gap_to_exact_optimum']:+.2%}). {len(summary['retrained'])} retrained "
         f"({summary['config']['finetune_epochs']} epochs each):",
         "",
         "| trial | proxy | size (B) | val. acc. compressed | val. acc. fine-tuned | kept | test acc. |",
@@ -121,3 +164,20 @@ def write_report(path: Path, summary: dict, plan: Plan, chosen_bytes: dict[str, 
         "",
     ]
     path.write_text("\n".join(lines))
+
+
+def _budget_text(key: str, value: float) -> str:
+    from hwsearch.budget import format_joules, format_seconds
+
+    return {"size_bytes": lambda v: f"{int(v):,} bytes", "latency_s": format_seconds, "energy_j": format_joules}[key](value)
+
+
+def _floor_text(summary: dict) -> list[str]:
+    floor = summary["accuracy_floor"]
+    if floor["met"]:
+        return []
+    hint = (f"A budget of about {floor['suggested_size_bytes']:,} bytes would likely meet it (from the retrained "
+            "candidates' accuracy against their proxy, and the exact frontier)."
+            if floor.get("suggested_size_bytes") else "No plan seen scores well enough: relax the budgets.")
+    return [f"**Accuracy floor not met**: the exported model loses {floor['drop'] * 100:.1f} points of test "
+            f"accuracy, more than the {floor['max_drop'] * 100:g} allowed. {hint}", ""]

@@ -1,13 +1,24 @@
-"""The search: an Optuna study over per-layer options, the size budget a hard constraint.
+"""The search: an Optuna study over per-layer options, every budget a hard constraint.
 
-A trial only reads the proxy and cost tables (no forward pass, no simulator). Per
-layer, options dominated in (proxy error, bytes) are dropped first: no sensible plan
-uses them. A greedy multiple-choice-knapsack plan (best error saved per byte) is
-enqueued as a warm start so the sampler begins inside the feasible region.
+A trial only reads the proxy and cost tables (no forward pass, no simulator). Per layer,
+options another option beats on the score and on every budgeted or optimised cost are
+dropped first: no sensible plan uses them. The exact optimum of the separable problem
+(`knapsack.exact_optimum`) at 100%, 90% and 80% of the budgets is enqueued as a warm
+start, so the sampler starts from the best plan the tables admit and maps the front
+around it.
+
+Trials stay inside the budgets by repair (the default, `strategy="repair"`): a sampled
+plan over a budget is walked down, one layer at a time, along the step that costs the
+least score per unit of excess removed, until it fits; the trial reports the repaired
+plan. `strategy="constrained"` instead lets the sampler learn the constraints
+(Optuna's constrained TPE and NSGA-II); benchmarks/search_strategies.py measures both.
+Several objectives (`--objectives proxy,latency`) give a multi-objective study
+(NSGA-II unless `--sampler` says otherwise) whose result is a front, not a single best.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,24 +26,64 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
+from hwsearch.budget import Budgets
 from hwsearch.cost_table import CostTable
-from hwsearch.errors import BudgetInfeasible
-from hwsearch.budget import format_size
+from hwsearch.errors import BudgetInfeasible, HwsearchError
+from hwsearch.knapsack import SEPARABLE, Optimum, exact_optimum, smallest
 from hwsearch.options import Option, Plan
 from hwsearch.proxy import ProxyTable
+
+OBJECTIVES = {"proxy": None, "size": "size_bytes", "latency": "latency_s", "energy": "energy_j"}
+SAMPLERS = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
+            "nsga3": optuna.samplers.NSGAIIISampler, "random": optuna.samplers.RandomSampler,
+            "qmc": optuna.samplers.QMCSampler, "gp": optuna.samplers.GPSampler}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    budgets: Budgets
+    objectives: tuple[str, ...] = ("proxy",)
+    sampler: str | None = None          # None: tpe for one objective, nsga2 for several
+    strategy: str = "repair"            # repair | constrained
+    trials: int = 300
+    seed: int = 0
+    warm_start: bool = True             # enqueue the exact optimum (benchmarks turn it off to test the sampler)
+
+    def __post_init__(self):
+        unknown = [o for o in self.objectives if o not in OBJECTIVES]
+        if unknown or not self.objectives or "proxy" not in self.objectives:
+            raise HwsearchError(f"--objectives {','.join(self.objectives)!r} must list proxy and any of "
+                                f"{', '.join(o for o in OBJECTIVES if o != 'proxy')}, e.g. proxy,latency")
+        if len(set(self.objectives)) != len(self.objectives):
+            raise HwsearchError(f"--objectives {','.join(self.objectives)!r} names an objective twice")
+        if self.sampler is not None and self.sampler not in SAMPLERS:
+            raise HwsearchError(f"--sampler {self.sampler!r} is not an Optuna sampler hwsearch runs: choose one of "
+                                f"{', '.join(SAMPLERS)}")
+        if self.strategy not in ("repair", "constrained"):
+            raise HwsearchError(f"strategy {self.strategy!r} must be repair or constrained")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    """One evaluated plan: its per-layer option indices, proxy error and whole-model costs."""
+    """One evaluated plan: its per-layer option indices, proxy score and whole-model costs."""
     trial: int
     choice: dict[str, int]     # layer name -> index into the layer's full option list
     proxy: float
-    totals: dict[str, float]   # size_bytes, macs, dram_bytes, sram_bytes, latency_s, energy_j
+    totals: dict[str, float]   # size_bytes, macs, dram_bytes, latency_s, energy_j, ...
     feasible: bool
+    repaired: bool = False     # the sampled plan was over a budget and walked down into it
+    source: str = "search"     # search | exact optimum | warm start
 
     def plan(self, options: dict[str, list[Option]]) -> Plan:
         return {name: options[name][index] for name, index in self.choice.items()}
+
+
+@dataclass
+class SearchResult:
+    candidates: list[Candidate]
+    optimum: Optimum | None                          # exact optimum of the separable problem
+    space: dict[str, list[int]] = field(default_factory=dict)
+    study: optuna.Study | None = None
 
 
 def non_dominated(errors: np.ndarray, sizes: np.ndarray) -> list[int]:
@@ -46,14 +97,185 @@ def non_dominated(errors: np.ndarray, sizes: np.ndarray) -> list[int]:
     return kept
 
 
-def check_feasible(costs: CostTable, budget_bytes: int) -> None:
-    """Raise BudgetInfeasible unless the smallest option of every layer fits the budget."""
-    smallest = costs.totals({name: int(np.argmin(costs.column(name, "weight_bytes"))) for name in costs.values})
-    if smallest["size_bytes"] > budget_bytes:
-        raise BudgetInfeasible(
-            f"budget {format_size(budget_bytes)} ({budget_bytes:,} bytes) cannot be met: the smallest option of "
-            f"every layer still gives a {int(smallest['size_bytes']):,}-byte file; raise the budget to at least "
-            f"{int(smallest['size_bytes']):,} bytes")
+def non_dominated_all(errors: np.ndarray, costs: np.ndarray) -> list[int]:
+    """Options no other option beats (or ties) on the error and on every cost column of `costs` (n, k)."""
+    points = np.column_stack([errors, costs])
+    kept = []
+    for i in range(len(points)):
+        others = np.delete(points, i, axis=0)
+        beaten = np.any(np.all(others <= points[i], axis=1) & np.any(others < points[i], axis=1))
+        duplicate = np.any(np.all(points[:i] == points[i], axis=1))
+        if not beaten and not duplicate:
+            kept.append(i)
+    return sorted(kept, key=lambda i: (costs[i, 0], errors[i]))
+
+
+def search_space(proxy: ProxyTable, costs: CostTable, config: SearchConfig) -> dict[str, list[int]]:
+    """Per layer, the options worth trying for these budgets and objectives."""
+    keys = {"size_bytes"} | set(config.budgets.limits()) | {OBJECTIVES[o] for o in config.objectives if OBJECTIVES[o]}
+    columns = [SEPARABLE[k] for k in ("size_bytes", "latency_s", "energy_j") if k in keys]
+    if columns == ["weight_bytes"]:
+        return {name: non_dominated(proxy.errors[name], costs.column(name, "weight_bytes")) for name in proxy.options}
+    return {name: non_dominated_all(proxy.errors[name], np.column_stack([costs.column(name, c) for c in columns]))
+            for name in proxy.options}
+
+
+def check_feasible(proxy: ProxyTable, costs: CostTable, budgets: Budgets, space: dict[str, list[int]]) -> Optimum:
+    """The exact optimum; BudgetInfeasible naming the smallest achievable value of each budget if none."""
+    found = exact_optimum(proxy.errors, costs, budgets, space)
+    if found is not None:
+        return found
+    limits = budgets.limits()
+    if len(limits) == 1:
+        key = next(iter(limits))
+        low = smallest(costs, budgets, key, space)
+        if key == "size_bytes":
+            raise BudgetInfeasible(
+                f"budget {budgets.describe(key)} cannot be met: the smallest option of every layer still gives a "
+                f"{int(low):,}-byte file; raise the budget to at least {int(low):,} bytes")
+        flag = "--" + key.split("_")[0]
+        raise BudgetInfeasible(f"{flag} {budgets.describe(key)} cannot be met: the cheapest plan needs "
+                               f"{budgets.describe(key, low)}; raise it to at least that")
+    parts = []
+    for key in limits:
+        low = smallest(costs, budgets, key, space)
+        name = {"size_bytes": "--budget", "latency_s": "--latency", "energy_j": "--energy"}[key]
+        parts.append(f"{name} {budgets.describe(key, low)}" if low is not None
+                     else f"{name}: none (the others cannot be met at all)")
+    raise BudgetInfeasible("these budgets cannot be met together; the smallest each can be, given the others, is "
+                           + ", ".join(parts) + ": relax one of them")
+
+
+class _Repair:
+    """Walk an over-budget plan down, one layer step at a time, least score per unit of excess removed."""
+
+    def __init__(self, proxy: ProxyTable, costs: CostTable, budgets: Budgets, space: dict[str, list[int]]):
+        self.proxy, self.costs, self.budgets, self.space = proxy, costs, budgets, space
+        self.keys = list(budgets.limits())
+        self.columns = {name: np.column_stack([costs.column(name, SEPARABLE[k]) for k in self.keys])
+                        for name in space}
+
+    def __call__(self, choice: dict[str, int], totals: dict[str, float]) -> dict[str, int]:
+        choice = dict(choice)
+        limits = np.array([self.budgets.limits()[k] for k in self.keys])
+        for _ in range(10 * len(choice)):
+            excess = np.array([totals[k] for k in self.keys]) - limits
+            if np.all(excess <= 0):
+                return choice
+            over = np.maximum(excess, 0) / limits
+            best = None
+            for name, indices in self.space.items():
+                options = np.asarray(indices)
+                here = self.columns[name][choice[name]]
+                saved = (here - self.columns[name][options]) / limits             # (options, budgets)
+                gain = np.sum(np.minimum(saved, over) * (over > 0), axis=1)
+                worse = self.proxy.errors[name][options] - self.proxy.errors[name][choice[name]]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    price = np.where(gain > 0, worse / gain, np.inf)
+                j = int(np.argmin(price))
+                if np.isfinite(price[j]) and (best is None or price[j] < best[0]):
+                    best = (price[j], name, int(options[j]))
+            if best is None:
+                return choice
+            choice[best[1]] = best[2]
+            totals = self.costs.totals(choice)
+        return choice
+
+
+def _sampler(config: SearchConfig, multi: bool):
+    name = config.sampler or ("nsga2" if multi else "tpe")
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, n_startup_trials=min(20, config.trials))
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=config.seed, warn_independent_sampling=False)
+    return SAMPLERS[name](seed=config.seed)
+
+
+def run_study(*, proxy: ProxyTable, costs: CostTable, config: SearchConfig, storage_path: Path, study_name: str,
+              progress=None) -> SearchResult:
+    """Minimise the summed proxy (and further objectives) within every budget; returns every trial."""
+    space = search_space(proxy, costs, config)
+    optimum = check_feasible(proxy, costs, config.budgets, space)
+    labels = {name: {proxy.options[name][i].label: i for i in space[name]} for name in space}
+    repair = _Repair(proxy, costs, config.budgets, space)
+    extra = [OBJECTIVES[o] for o in config.objectives if o != "proxy"]
+
+    def objective(trial: optuna.Trial):
+        sampled = {name: labels[name][trial.suggest_categorical(name, list(labels[name]))] for name in space}
+        totals = costs.totals(sampled)
+        choice = sampled
+        if config.strategy == "repair":
+            choice = repair(sampled, totals)
+            if choice != sampled:
+                totals = costs.totals(choice)
+                trial.set_user_attr("repaired", {n: proxy.options[n][i].label for n, i in choice.items()
+                                                 if i != sampled[n]})
+        trial.set_user_attr("totals", totals)
+        for key, excess in config.budgets.excess(totals).items():
+            trial.set_constraint(key, excess)                                  # feasible when <= 0
+        score = float(sum(proxy.errors[name][index] for name, index in choice.items()))
+        return score if not extra else (score, *(totals[k] for k in extra))
+
+    storage = JournalStorage(JournalFileBackend(str(storage_path)))
+    study = optuna.create_study(study_name=study_name, storage=storage, sampler=_sampler(config, bool(extra)),
+                                directions=["minimize"] * (1 + len(extra)), load_if_exists=True)
+    for fraction in (1.0, 0.9, 0.8) if config.warm_start else ():    # exact optima at and under the budgets
+        scaled = Budgets(**{k: (None if v is None else (int(v * fraction) if k == "size_bytes" else v * fraction))
+                            for k, v in vars(config.budgets).items()})
+        start = optimum if fraction == 1.0 else exact_optimum(proxy.errors, costs, scaled, space)
+        if start is not None:
+            study.enqueue_trial({name: proxy.options[name][i].label for name, i in start.choice.items()},
+                                user_attrs={"source": "exact optimum" if fraction == 1.0 else "warm start"},
+                                skip_if_exists=True)
+    task = progress.add_task("search", total=config.trials) if progress else None
+    callbacks = [lambda study, trial: progress.advance(task)] if progress else []
+    study.optimize(objective, n_trials=config.trials, callbacks=callbacks)
+    if progress:
+        progress.remove_task(task)
+    return SearchResult(candidates(study, labels, proxy), optimum, space, study)
+
+
+def candidates(study: optuna.Study, labels: dict[str, dict[str, int]], proxy: ProxyTable) -> list[Candidate]:
+    out = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        choice = {name: labels[name][label] for name, label in trial.params.items()}
+        repaired = trial.user_attrs.get("repaired", {})
+        for name, label in repaired.items():
+            choice[name] = next(i for i, o in enumerate(proxy.options[name]) if o.label == label)
+        score = float(sum(proxy.errors[name][index] for name, index in choice.items()))
+        out.append(Candidate(trial.number, choice, score, trial.user_attrs["totals"],
+                             all(value <= 0 for value in trial.constraints.values()), bool(repaired),
+                             trial.user_attrs.get("source", "search")))
+    return out
+
+
+def pareto_front(cands: list[Candidate], key: str = "size_bytes") -> list[Candidate]:
+    """Candidates no other beats on both `key` and proxy score, by increasing `key`."""
+    front, best = [], np.inf
+    for cand in sorted(cands, key=lambda c: (c.totals[key], c.proxy)):
+        if cand.proxy < best:
+            front.append(cand)
+            best = cand.proxy
+    return front
+
+
+def top_feasible(cands: list[Candidate], k: int, spread_over: str | None = None) -> list[Candidate]:
+    """The k feasible candidates with the lowest proxy (distinct plans); with `spread_over`, k points
+    spread along the feasible front of proxy against that cost instead (multi-objective studies)."""
+    feasible = [c for c in cands if c.feasible]
+    pool = pareto_front(feasible, spread_over) if spread_over else sorted(feasible, key=lambda c: c.proxy)
+    seen, out = set(), []
+    if spread_over and len(pool) > k:
+        picks = np.unique(np.round(np.linspace(0, len(pool) - 1, k)).astype(int))
+        pool = [pool[i] for i in picks] + [c for i, c in enumerate(pool) if i not in set(picks)]
+    for cand in pool:
+        key = tuple(sorted(cand.choice.items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(cand)
+        if len(out) == k:
+            break
+    return sorted(out, key=lambda c: c.proxy)
 
 
 def lower_hull(indices: list[int], sizes: np.ndarray, errors: np.ndarray) -> list[int]:
@@ -76,11 +298,12 @@ def lower_hull(indices: list[int], sizes: np.ndarray, errors: np.ndarray) -> lis
 
 
 def greedy_plan(space: dict[str, list[int]], proxy: ProxyTable, costs: CostTable, budget_bytes: int) -> dict[str, int]:
-    """Greedy multiple-choice knapsack: the warm start of the study.
+    """Greedy per-layer allocation of a byte budget, in the style of AIMET's compression-ratio selection.
 
     Start from every layer's lowest-error option; step down each layer's convex hull,
     always taking the step that adds the least error per byte saved, until the plan fits;
     then spend the bytes left over on the single-layer upgrades that remove the most error.
+    A baseline for the benchmarks: the search starts from the exact optimum instead.
     """
     sizes = {name: costs.column(name, "weight_bytes") for name in space}
     hulls = {name: lower_hull(space[name], sizes[name], proxy.errors[name]) for name in space}
@@ -113,65 +336,3 @@ def greedy_plan(space: dict[str, list[int]], proxy: ProxyTable, costs: CostTable
         _, name, index, extra = best
         choice[name] = index
         size += extra
-
-
-def run_study(*, proxy: ProxyTable, costs: CostTable, budget_bytes: int, n_trials: int, storage_path: Path,
-              study_name: str, seed: int = 0, progress=None) -> tuple[optuna.Study, list[Candidate]]:
-    """Minimise the summed proxy error subject to file size <= budget; returns the study and every trial."""
-    check_feasible(costs, budget_bytes)
-    names = list(proxy.options)
-    space = {name: non_dominated(proxy.errors[name], costs.column(name, "weight_bytes")) for name in names}
-    labels = {name: {proxy.options[name][i].label: i for i in space[name]} for name in names}
-
-    def objective(trial: optuna.Trial) -> float:
-        choice = {name: labels[name][trial.suggest_categorical(name, list(labels[name]))] for name in names}
-        totals = costs.totals(choice)
-        trial.set_user_attr("totals", totals)
-        trial.set_constraint("size_bytes", totals["size_bytes"] - budget_bytes)   # feasible when <= 0
-        return float(sum(proxy.errors[name][index] for name, index in choice.items()))
-
-    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=min(20, n_trials))
-    storage = JournalStorage(JournalFileBackend(str(storage_path)))
-    study = optuna.create_study(study_name=study_name, storage=storage, sampler=sampler,
-                                direction="minimize", load_if_exists=True)
-    for fraction in (1.0, 0.9, 0.8):   # the greedy plan at and a little under the budget
-        start = greedy_plan(space, proxy, costs, int(budget_bytes * fraction))
-        study.enqueue_trial({name: proxy.options[name][i].label for name, i in start.items()}, skip_if_exists=True)
-    task = progress.add_task("search", total=n_trials) if progress else None
-    callbacks = [lambda study, trial: progress.advance(task)] if progress else []
-    study.optimize(objective, n_trials=n_trials, callbacks=callbacks)
-    if progress:
-        progress.remove_task(task)
-    return study, candidates(study, labels)
-
-
-def candidates(study: optuna.Study, labels: dict[str, dict[str, int]]) -> list[Candidate]:
-    out = []
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        choice = {name: labels[name][label] for name, label in trial.params.items()}
-        out.append(Candidate(trial.number, choice, trial.value, trial.user_attrs["totals"],
-                             all(value <= 0 for value in trial.constraints.values())))
-    return out
-
-
-def pareto_front(cands: list[Candidate]) -> list[Candidate]:
-    """Candidates no other beats on both size and proxy error, by increasing size."""
-    front, best = [], np.inf
-    for cand in sorted(cands, key=lambda c: (c.totals["size_bytes"], c.proxy)):
-        if cand.proxy < best:
-            front.append(cand)
-            best = cand.proxy
-    return front
-
-
-def top_feasible(cands: list[Candidate], k: int) -> list[Candidate]:
-    """The k feasible candidates with the lowest proxy error, distinct plans only."""
-    seen, out = set(), []
-    for cand in sorted((c for c in cands if c.feasible), key=lambda c: c.proxy):
-        key = tuple(sorted(cand.choice.items()))
-        if key not in seen:
-            seen.add(key)
-            out.append(cand)
-        if len(out) == k:
-            break
-    return out

@@ -66,6 +66,13 @@ def test_exported_file_reloads_with_the_reported_accuracy(tiny_run, model_cache)
     (["--budget", "1KB", "--model", "lenet5_digits"], "cannot be met"),
     (["--budget", "10MB", "--run-id", "../elsewhere"], "is not a plain folder name"),
     (["--budget", "20KB", "--model", "lenet5_digits", "--results", "a-file/runs"], "check that the folder exists"),
+    ([], "no budget given: pass --budget"),
+    (["--latency", "5"], "--latency '5' is not a latency"),
+    (["--energy", "2ms"], "--energy '2ms' is not a energy"),
+    (["--budget", "10MB", "--objectives", "latency"], "must list proxy"),
+    (["--budget", "10MB", "--sampler", "magic"], "--sampler 'magic' is not an Optuna sampler"),
+    (["--budget", "10MB", "--max-accuracy-drop", "-1"], "--max-accuracy-drop is in points"),
+    (["--budget", "20KB", "--latency", "1ns", "--model", "lenet5_digits"], "cannot be met together"),
 ])
 def test_bad_input_gives_one_line_exit_2_and_no_results(args, message, model_cache, tmp_path):
     (tmp_path / "broken.yaml").write_text("name: [oops\n")
@@ -95,3 +102,33 @@ def test_sigterm_mid_run_leaves_no_results_and_says_so(model_cache, tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM
     assert stderr.strip() == "hwsearch: interrupted; no results were written"
     assert not any((tmp_path / "results").iterdir())
+
+
+def test_a_latency_budget_alone_and_the_binding_budget_in_the_report(model_cache, tmp_path):
+    proc = hwsearch("--model", "lenet5_digits", "--latency", "1ms", "--energy", "1mJ", "--trials", "20",
+                    "--top-k", "1", "--finetune-epochs", "0", "--cache-dir", str(model_cache), "--run-id", "lat",
+                    "--quiet", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "results" / "lat" / "summary.json").read_text())
+    assert summary["budgets"] == {"latency_s": 1e-3, "energy_j": 1e-3} and summary["budget_bytes"] is None
+    assert summary["final"]["latency_s"] <= 1e-3 and summary["final"]["energy_j"] <= 1e-3
+    assert summary["binding"] in ("latency_s", "energy_j")
+    assert summary["search"]["exact_optimum"]["proxy"] <= summary["search"]["best_proxy"] + 1e-12
+    for name in ("pareto.csv", "layers.csv"):
+        assert (tmp_path / "results" / "lat" / name).read_text().count("\n") >= 2
+
+
+def test_a_model_below_the_accuracy_floor_writes_its_folder_says_so_and_exits_3(model_cache, tmp_path):
+    # 4,000 bytes is near LeNet-5's smallest possible file (2,956): without fine-tuning it loses tens of points
+    proc = hwsearch("--model", "lenet5_digits", "--budget", "4000", "--max-accuracy-drop", "0.5", "--trials", "20",
+                    "--top-k", "1", "--finetune-epochs", "0", "--cache-dir", str(model_cache), "--run-id", "low",
+                    "--quiet", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hwsearch: accuracy floor not met"), proc.stderr
+    summary = json.loads((tmp_path / "results" / "low" / "summary.json").read_text())
+    floor = summary["accuracy_floor"]
+    assert floor["met"] is False and floor["drop"] > 0.005
+    assert 4000 < floor["suggested_size_bytes"] <= summary["baseline"]["size_bytes"]
+    assert f"{floor['suggested_size_bytes']:,} bytes" in lines[0]
+    assert "Accuracy floor not met" in (tmp_path / "results" / "low" / "report.md").read_text()

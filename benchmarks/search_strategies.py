@@ -1,0 +1,122 @@
+"""How the study spends its trials: repair against Optuna's constrained samplers, without warm start.
+
+    python benchmarks/search_strategies.py      # writes results/benchmarks/search_strategies.{json,md}
+
+On the default tables (resnet18_digits on cortex-a76) at 2 MB, 1 MB, 600 KB and 450 KB, each strategy
+runs 300 trials with no warm start (so that the sampler alone is measured) and seeds 0-2: the share of
+trials inside the budget, the best feasible proxy against the exact optimum, the trial at which it came
+within 1% of the optimum, trials per second with the default storage (a journal file), and where the
+time goes (cProfile of one run).
+"""
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import pstats
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import optuna  # noqa: E402
+
+from cost_models import load_target, make_cost_model  # noqa: E402
+from hwsearch import artifact  # noqa: E402
+from hwsearch.budget import Budgets  # noqa: E402
+from hwsearch.cost_table import build_cost_table  # noqa: E402
+from hwsearch.knapsack import exact_optimum  # noqa: E402
+from hwsearch.layer_graph import LayerGraph  # noqa: E402
+from hwsearch.options import layer_options  # noqa: E402
+from hwsearch.proxy import cached_proxy_table  # noqa: E402
+from hwsearch.study import SearchConfig, run_study, search_space  # noqa: E402
+from hwsearch.workload import default_cache_dir, load_workload  # noqa: E402
+
+OUT = ROOT / "results" / "benchmarks"
+BUDGETS = (2_000_000, 1_000_000, 600_000, 450_000)
+STRATEGIES = (("repair", "tpe"), ("constrained", "tpe"), ("repair", "random"), ("constrained", "random"))
+SEEDS = (0, 1, 2)
+
+
+def tables():
+    work = load_workload("resnet18_digits")
+    graph = LayerGraph.trace(work.model, work.data.train.x[:1])
+    layers = graph.compressible()
+    options = {l.name: layer_options(l) for l in layers}
+    fixed = artifact.fixed_bytes(work.model, model_spec=work.model_spec, layer_names=list(options))
+    costs = build_cost_table(make_cost_model("analytical", load_target("cortex-a76")), layers, options, fixed, graph)
+    proxy, _ = cached_proxy_table(work.model, layers, options, work.data.train.x[:256], default_cache_dir())
+    return proxy, costs
+
+
+def main() -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    proxy, costs = tables()
+    rows = []
+    for budget in BUDGETS:
+        budgets = Budgets(size_bytes=budget)
+        space = search_space(proxy, costs, SearchConfig(budgets))
+        optimum = exact_optimum(proxy.errors, costs, budgets, space)
+        for strategy, sampler in STRATEGIES:
+            for seed in SEEDS:
+                config = SearchConfig(budgets, strategy=strategy, sampler=sampler, trials=300, seed=seed,
+                                      warm_start=False)
+                with tempfile.TemporaryDirectory() as tmp:
+                    start = time.perf_counter()
+                    result = run_study(proxy=proxy, costs=costs, config=config, storage_path=Path(tmp) / "s.journal",
+                                       study_name="s")
+                    wall = time.perf_counter() - start
+                best, within = float("inf"), None
+                for cand in sorted(result.candidates, key=lambda c: c.trial):
+                    if cand.feasible:
+                        best = min(best, cand.proxy)
+                        if within is None and best <= optimum.score * 1.01:
+                            within = cand.trial + 1
+                feasible = sum(c.feasible for c in result.candidates) / len(result.candidates)
+                rows.append({"budget_bytes": budget, "strategy": strategy, "sampler": sampler, "seed": seed,
+                             "feasible_share": feasible, "best_proxy": best, "exact_proxy": optimum.score,
+                             "gap": best / optimum.score - 1, "trials_to_1pct": within,
+                             "trials_per_s": len(result.candidates) / wall, "wall_s": wall})
+                print(f"{budget:>9,} B {strategy:11s} {sampler:6s} seed {seed}: feasible {feasible:4.0%}, best "
+                      f"{best:.4f} vs exact {optimum.score:.4f} ({rows[-1]['gap']:+.1%}), within 1% at trial "
+                      f"{within}, {rows[-1]['trials_per_s']:.0f} trials/s")
+    profile = cProfile.Profile()
+    with tempfile.TemporaryDirectory() as tmp:
+        profile.enable()
+        run_study(proxy=proxy, costs=costs, config=SearchConfig(Budgets(size_bytes=1_000_000), trials=300),
+                  storage_path=Path(tmp) / "s.journal", study_name="p")
+        profile.disable()
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(25)
+    summary = []
+    for strategy, sampler in STRATEGIES:
+        for budget in BUDGETS:
+            chosen = [r for r in rows if r["strategy"] == strategy and r["sampler"] == sampler and r["budget_bytes"] == budget]
+            reached = [r["trials_to_1pct"] for r in chosen if r["trials_to_1pct"] is not None]
+            summary.append({"strategy": strategy, "sampler": sampler, "budget_bytes": budget,
+                            "feasible_share": sum(r["feasible_share"] for r in chosen) / len(chosen),
+                            "mean_gap": sum(r["gap"] for r in chosen) / len(chosen),
+                            "runs_within_1pct": f"{len(reached)}/{len(chosen)}",
+                            "median_trials_to_1pct": sorted(reached)[len(reached) // 2] if reached else None,
+                            "trials_per_s": sum(r["trials_per_s"] for r in chosen) / len(chosen)})
+    lines = ["# Search strategies without warm start (300 trials, seeds 0-2)", "",
+             "| strategy | sampler | budget | trials in budget | mean gap to exact | runs within 1% | median trials to 1% | trials/s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in summary:
+        lines.append(f"| {r['strategy']} | {r['sampler']} | {r['budget_bytes']:,} B | {r['feasible_share']:.0%} | "
+                     f"{r['mean_gap']:+.1%} | {r['runs_within_1pct']} | {r['median_trials_to_1pct'] or '-'} | "
+                     f"{r['trials_per_s']:.0f} |")
+    lines += ["", "Profile of one default run (repair, TPE, 1 MB, with warm start):", "", "```",
+              *text.getvalue().strip().splitlines()[:40], "```"]
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "search_strategies.json").write_text(json.dumps({"date": datetime.now(timezone.utc).isoformat(
+        timespec="seconds"), "rows": rows, "summary": summary}, indent=1) + "\n")
+    (OUT / "search_strategies.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
