@@ -38,7 +38,8 @@ from hwsearch.workload import default_cache_dir, load_workload  # noqa: E402
 
 OUT = ROOT / "results" / "benchmarks"
 BUDGETS = (2_000_000, 1_000_000, 600_000, 450_000)
-STRATEGIES = (("repair", "tpe"), ("constrained", "tpe"), ("repair", "random"), ("constrained", "random"))
+STRATEGIES = (("hull", "tpe"), ("repair", "tpe"), ("constrained", "tpe"), ("hull", "random"), ("repair", "random"),
+              ("constrained", "random"))
 SEEDS = (0, 1, 2)
 
 
