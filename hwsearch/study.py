@@ -151,38 +151,52 @@ def check_feasible(proxy: ProxyTable, costs: CostTable, budgets: Budgets, space:
 
 
 class _Repair:
-    """Walk an over-budget plan down, one layer step at a time, least score per unit of excess removed."""
+    """Walk an over-budget plan down, one layer step at a time, least score per unit of excess removed.
+
+    Vectorised over every (layer, option) of the space; the separable part of the totals is
+    updated step by step and the whole-plan totals are checked when it fits.
+    """
 
     def __init__(self, proxy: ProxyTable, costs: CostTable, budgets: Budgets, space: dict[str, list[int]]):
-        self.proxy, self.costs, self.budgets, self.space = proxy, costs, budgets, space
+        self.costs, self.budgets = costs, budgets
         self.keys = list(budgets.limits())
-        self.columns = {name: np.column_stack([costs.column(name, SEPARABLE[k]) for k in self.keys])
-                        for name in space}
+        self.limits = np.array([budgets.limits()[k] for k in self.keys])
+        self.names = list(space)
+        self.layer = np.concatenate([np.full(len(space[n]), i) for i, n in enumerate(self.names)])
+        self.option = np.concatenate([np.asarray(space[n]) for n in self.names])
+        self.cost = np.concatenate([np.column_stack([costs.column(n, SEPARABLE[k]) for k in self.keys])[space[n]]
+                                    for n in self.names])                     # (pairs, budgets)
+        self.error = np.concatenate([proxy.errors[n][space[n]] for n in self.names])
+        self.where = {(n, int(o)): j for j, (n, o) in enumerate(zip((self.names[i] for i in self.layer), self.option))}
 
     def __call__(self, choice: dict[str, int], totals: dict[str, float]) -> dict[str, int]:
         choice = dict(choice)
-        limits = np.array([self.budgets.limits()[k] for k in self.keys])
-        for _ in range(10 * len(choice)):
-            excess = np.array([totals[k] for k in self.keys]) - limits
+        if all(totals[k] <= v for k, v in zip(self.keys, self.limits)):
+            return choice
+        current = np.array([self.where.get((n, choice[n]), -1) for n in self.names])
+        if np.any(current < 0):                   # a plan from outside the space: repair from its nearest
+            return choice
+        level = np.array([totals[k] for k in self.keys], dtype=float)
+        for _ in range(20 * len(self.names)):
+            excess = level - self.limits
             if np.all(excess <= 0):
+                totals = self.costs.totals(choice)
+                level = np.array([totals[k] for k in self.keys], dtype=float)
+                if np.all(level <= self.limits):
+                    return choice
+                continue
+            over = np.maximum(excess, 0) / self.limits
+            saved = (self.cost[current[self.layer]] - self.cost) / self.limits        # (pairs, budgets)
+            gain = np.sum(np.minimum(saved, over) * (over > 0), axis=1)
+            worse = self.error - self.error[current[self.layer]]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                price = np.where(gain > 0, worse / gain, np.inf)
+            j = int(np.argmin(price))
+            if not np.isfinite(price[j]):
                 return choice
-            over = np.maximum(excess, 0) / limits
-            best = None
-            for name, indices in self.space.items():
-                options = np.asarray(indices)
-                here = self.columns[name][choice[name]]
-                saved = (here - self.columns[name][options]) / limits             # (options, budgets)
-                gain = np.sum(np.minimum(saved, over) * (over > 0), axis=1)
-                worse = self.proxy.errors[name][options] - self.proxy.errors[name][choice[name]]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    price = np.where(gain > 0, worse / gain, np.inf)
-                j = int(np.argmin(price))
-                if np.isfinite(price[j]) and (best is None or price[j] < best[0]):
-                    best = (price[j], name, int(options[j]))
-            if best is None:
-                return choice
-            choice[best[1]] = best[2]
-            totals = self.costs.totals(choice)
+            level = level - self.cost[current[self.layer[j]]] + self.cost[j]
+            current[self.layer[j]] = j
+            choice[self.names[self.layer[j]]] = int(self.option[j])
         return choice
 
 
@@ -236,6 +250,7 @@ def run_study(*, proxy: ProxyTable, costs: CostTable, config: SearchConfig, stor
 
     hull = _Hull(proxy, costs, config.budgets, space) if config.strategy == "hull" else None
     index_of = {name: {o.label: i for i, o in enumerate(proxy.options[name])} for name in space}
+    label_of = {name: [o.label for o in proxy.options[name]] for name in space}
 
     def objective(trial: optuna.Trial):
         if hull is not None:
@@ -251,11 +266,14 @@ def run_study(*, proxy: ProxyTable, costs: CostTable, config: SearchConfig, stor
             choice = repair(sampled, totals)
             if choice != sampled:
                 totals = costs.totals(choice)
-                trial.set_user_attr("repaired", True)
-        trial.set_user_attr("choice", {name: proxy.options[name][i].label for name, i in choice.items()})
-        trial.set_user_attr("totals", totals)
-        for key, excess in config.budgets.excess(totals).items():
-            trial.set_constraint(key, excess)                                  # feasible when <= 0
+        excess = config.budgets.excess(totals)
+        # one write: every storage write is a synced journal append, the largest cost of a trial
+        trial.set_user_attr("result", {"choice": {name: label_of[name][i] for name, i in choice.items()},
+                                       "totals": totals, "repaired": choice != sampled,
+                                       "feasible": all(v <= 0 for v in excess.values())})
+        if config.strategy == "constrained":        # only this strategy's sampler needs to see the budgets
+            for key, value in excess.items():
+                trial.set_constraint(key, value)                               # feasible when <= 0
         score = float(sum(proxy.errors[name][index] for name, index in choice.items()))
         return score if not extra else (score, *(totals[k] for k in extra))
 
@@ -280,14 +298,14 @@ def run_study(*, proxy: ProxyTable, costs: CostTable, config: SearchConfig, stor
 
 
 def candidates(study: optuna.Study, labels: dict[str, dict[str, int]], proxy: ProxyTable) -> list[Candidate]:
+    index_of = {name: {o.label: i for i, o in enumerate(options)} for name, options in proxy.options.items()}
     out = []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        index_of = {name: {o.label: i for i, o in enumerate(proxy.options[name])} for name in trial.user_attrs["choice"]}
-        choice = {name: index_of[name][label] for name, label in trial.user_attrs["choice"].items()}
+        result = trial.user_attrs["result"]
+        choice = {name: index_of[name][label] for name, label in result["choice"].items()}
         score = float(sum(proxy.errors[name][index] for name, index in choice.items()))
-        out.append(Candidate(trial.number, choice, score, trial.user_attrs["totals"],
-                             all(value <= 0 for value in trial.constraints.values()),
-                             bool(trial.user_attrs.get("repaired")), trial.user_attrs.get("source", "search")))
+        out.append(Candidate(trial.number, choice, score, result["totals"], result["feasible"], result["repaired"],
+                             trial.user_attrs.get("source", "search")))
     return out
 
 
