@@ -1,32 +1,134 @@
-"""The default data: scikit-learn's digits (1797 real 8x8 scans, shipped in the package).
+"""The data a run sees: train (fine-tuning, calibration), validation (choosing among
+retrained candidates) and test (the figure we report), with the metric and the loss.
 
-A fixed-seed stratified split gives train (fine-tuning, calibration), validation
-(choosing among retrained candidates) and test (the accuracy we report).
+A split is either a pair of tensors (inputs, labels) or a DataLoader yielding such pairs;
+both answer `batches()` and `take()`, so training, calibration and evaluation do not care
+which. The default data is scikit-learn's digits (1797 real 8x8 scans, shipped in the package).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
+from torch import nn
+from torch.nn import functional as F
+
+from hwsearch.errors import DataError
 
 
 @dataclass(frozen=True)
 class Split:
-    x: torch.Tensor   # (N, 1, 8, 8) float32, standardised
-    y: torch.Tensor   # (N,) int64 class labels
+    """Tensors in memory: shuffled and batched by us."""
+    x: torch.Tensor   # (N, ...) inputs
+    y: torch.Tensor   # (N, ...) labels or targets
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def source(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x, self.y
+
+    def steps(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple]:
+        """Mini-batches; shuffled when a generator is given (training), in order otherwise."""
+        order = torch.randperm(len(self), generator=generator) if generator is not None else None
+        for start in range(0, len(self), batch_size):
+            index = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+            yield self.x[index], self.y[index]
+
+    def take(self, n: int) -> torch.Tensor:
+        return self.x[:n]
 
 
 @dataclass(frozen=True)
-class Digits:
-    train: Split
-    val: Split
-    test: Split
+class LoaderSplit:
+    """A user's DataLoader (or any re-iterable of (inputs, labels)): batching and shuffling are its own."""
+    loader: Iterable
+    name: str = "split"
+
+    def __len__(self) -> int:
+        dataset = getattr(self.loader, "dataset", None)
+        return len(dataset) if dataset is not None else sum(len(y) for _, y in self.batches())
+
+    @property
+    def source(self) -> Iterable:
+        return self.loader
+
+    def steps(self, batch_size: int) -> int:
+        try:
+            return len(self.loader)
+        except TypeError:
+            return sum(1 for _ in self.batches())
+
+    def batches(self, batch_size: int | None = None, generator: torch.Generator | None = None) -> Iterator[tuple]:
+        for item in self.loader:
+            if not (isinstance(item, (tuple, list)) and len(item) >= 2 and isinstance(item[0], torch.Tensor)):
+                raise DataError(f"the {self.name} DataLoader must yield (inputs, labels) pairs of tensors, "
+                                f"got {type(item).__name__}")
+            yield item[0], item[1]
+
+    def take(self, n: int) -> torch.Tensor:
+        parts, have = [], 0
+        for x, _ in self.batches():
+            parts.append(x[:n - have])
+            have += len(parts[-1])
+            if have >= n:
+                break
+        return torch.cat(parts)
 
 
-def load_digits_split(seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15) -> Digits:
+Metric = Callable[[nn.Module, Any], float]
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Data:
+    """The three splits, and how a model is scored on them and trained on them.
+
+    `metric(model, split.source)` is higher-is-better (None: top-1 accuracy); `loss(outputs,
+    labels)` trains (None: cross-entropy); `max_shift` is the random translation applied
+    to training images (digits only: a user's loader does its own augmentation).
+    """
+    train: Split | LoaderSplit
+    val: Split | LoaderSplit
+    test: Split | LoaderSplit
+    metric: Metric | None = None
+    loss: Loss | None = None
+    max_shift: int = 0
+    metric_name: str = field(default="top-1 accuracy")
+
+    def evaluate(self, model: nn.Module, split: Split | LoaderSplit) -> float:
+        """The metric of `model` (in eval mode, no gradients) on one split."""
+        model.eval()
+        with torch.no_grad():
+            if self.metric is None:
+                return top1(model, split)
+            return float(self.metric(model, split.source))
+
+    def train_loss(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (self.loss or F.cross_entropy)(outputs, labels)
+
+
+def top1(model: nn.Module, split: Split | LoaderSplit, batch_size: int = 512) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    correct = total = 0
+    for x, y in split.batches(batch_size):
+        correct += (model(x).argmax(1) == y).sum().item()
+        total += len(y)
+    return correct / max(total, 1)
+
+
+Digits = Data    # the name this module used when digits was the only data
+
+
+def load_digits_split(seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15) -> Data:
     """Split digits 70/15/15 with a fixed seed, standardised with the train statistics."""
     images, labels = load_digits(return_X_y=True)
     images = images.astype(np.float32).reshape(-1, 1, 8, 8)
@@ -39,4 +141,4 @@ def load_digits_split(seed: int = 0, val_fraction: float = 0.15, test_fraction: 
     def split(x, y):
         return Split(torch.from_numpy((x - mean) / std), torch.from_numpy(y.astype(np.int64)))
 
-    return Digits(split(x_train, y_train), split(x_val, y_val), split(x_test, y_test))
+    return Data(split(x_train, y_train), split(x_val, y_val), split(x_test, y_test), max_shift=1)

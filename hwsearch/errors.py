@@ -26,3 +26,7 @@ class ModelError(HwsearchError):
 
 class ArtifactError(HwsearchError):
     """A compressed file that is corrupt, truncated or of another format version."""
+
+
+class DataError(HwsearchError):
+    """User data (a `--data` loader's splits, an `--eval` metric) of the wrong kind or shape."""

@@ -14,32 +14,35 @@ from dataclasses import dataclass
 from torch import nn
 
 from hwsearch.compress import apply_
-from hwsearch.data import Digits
+from hwsearch.data import Data
 from hwsearch.options import Plan
-from hwsearch.training import TrainConfig, accuracy, train
+from hwsearch.training import TrainConfig, train
 
 
 @dataclass
 class Retrained:
     model: nn.Module
-    accuracy_before: float    # test accuracy right after compression, before fine-tuning
+    accuracy_before: float    # test metric right after compression, before fine-tuning
     val_before: float
-    val_after: float          # validation accuracy after fine-tuning
+    val_after: float          # validation metric after fine-tuning
     fine_tuned: bool          # True when the fine-tuned weights were kept
     val_accuracy: float       # of the kept model; used to choose among candidates
-    test_accuracy: float      # of the kept model; reported
+    test_accuracy: float      # of the kept model; reported ("accuracy": the data's metric, top-1 by default)
 
 
-def retrain(model: nn.Module, plan: Plan, data: Digits, config: TrainConfig, progress=None,
+def retrain(model: nn.Module, plan: Plan, data: Data, config: TrainConfig, progress=None,
             description: str = "retraining") -> Retrained:
-    """Compress a copy of `model` with `plan`, fine-tune it, and keep the better on validation."""
+    """Compress a copy of `model` with `plan`, fine-tune it, and keep the better on validation.
+
+    With `config.distill > 0` the uncompressed `model` is the teacher.
+    """
     compressed = apply_(copy.deepcopy(model), plan).eval()
-    test_before, val_before = accuracy(compressed, data.test), accuracy(compressed, data.val)
+    test_before, val_before = data.evaluate(compressed, data.test), data.evaluate(compressed, data.val)
     tuned = copy.deepcopy(compressed)
     if config.epochs > 0:
-        train(tuned, data.train, config, progress, description)
-    val_after = accuracy(tuned, data.val)
+        train(tuned, data, config, progress, description, teacher=model if config.distill else None)
+    val_after = data.evaluate(tuned, data.val)
     fine_tuned = val_after >= val_before
     kept = tuned if fine_tuned else compressed
     return Retrained(kept, test_before, val_before, val_after, fine_tuned,
-                     val_after if fine_tuned else val_before, accuracy(kept, data.test))
+                     val_after if fine_tuned else val_before, data.evaluate(kept, data.test))

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from hwsearch.data import Digits, load_digits_split
+from hwsearch.data import Data, load_digits_split
 from hwsearch.errors import ModelError
 from hwsearch.models import build_model
 from hwsearch.training import TrainConfig, accuracy, train
@@ -32,7 +32,7 @@ CACHE_VERSION = 1
 class Workload:
     model: nn.Module
     model_spec: dict          # how to rebuild the architecture: {"name": ..., "kwargs": {...}}
-    data: Digits
+    data: Data
     test_accuracy: float
     trained_now: bool         # False when the weights came from the cache
 
@@ -48,7 +48,8 @@ def load_workload(model_name: str, *, cache_dir: Path | None = None, data_seed: 
     recipe = RECIPES[model_name]
     data = load_digits_split(seed=data_seed)
     spec = {"name": model_name, "kwargs": {}}
-    key = json.dumps({"v": CACHE_VERSION, "spec": spec, "recipe": asdict(recipe), "data_seed": data_seed,
+    recipe_key = {k: v for k, v in asdict(recipe).items() if k not in ("distill", "temperature", "schedule")}  # new fields at their defaults
+    key = json.dumps({"v": CACHE_VERSION, "spec": spec, "recipe": recipe_key, "data_seed": data_seed,
                       "torch": torch.__version__.split("+")[0]}, sort_keys=True)
     path = Path(cache_dir or default_cache_dir()) / f"{model_name}-digits-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
     torch.manual_seed(recipe.seed)                       # the initial weights are part of the recipe
