@@ -29,7 +29,7 @@ from torch import nn
 
 from hwsearch.compress import CompressedLayer, Factor, factor_shapes, kept_count, quantize
 from hwsearch.errors import ArtifactError
-from hwsearch.models import LEGACY_NAMES, build_model
+from hwsearch.models import LEGACY_NAMES, build_model, load_user_model
 from hwsearch.options import Option
 
 MAGIC = b"HWSC"
@@ -152,6 +152,14 @@ class _Reader:
         return chunk
 
 
+def rebuild(spec: dict) -> nn.Module:
+    """The architecture a file records: a built-in by name, or the user's builder (its weights are replaced)."""
+    if "builder" in spec:
+        return load_user_model(spec["builder"])
+    # version-1 files name the digits models as they were called before the reference architectures came
+    return build_model(LEGACY_NAMES.get(spec["name"], spec["name"]), **spec.get("kwargs", {}))
+
+
 def load(path: str | Path) -> tuple[nn.Module, dict]:
     """Read a compressed file back into a runnable model (eval mode); returns (model, meta)."""
     path = Path(path)
@@ -169,9 +177,7 @@ def load(path: str | Path) -> tuple[nn.Module, dict]:
     if version != VERSION:
         raise ArtifactError(f"{path} has format version {version}; this hwsearch reads version {VERSION}")
     meta = json.loads(reader.take(meta_len))
-    spec = meta["model"]
-    # version-1 files name the digits models as they were called before the reference architectures came
-    model = build_model(LEGACY_NAMES.get(spec["name"], spec["name"]), **spec.get("kwargs", {}))
+    model = rebuild(meta["model"])
     dense = {}
     for key, dtype, shape in meta["dense"]:
         torch_dtype = getattr(torch, dtype)

@@ -46,7 +46,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-accuracy-drop", type=float, default=d.max_accuracy_drop,
                    help=f"test accuracy points the exported model may lose against the baseline; below it the run "
                         f"still writes its folder but exits 3 (default {d.max_accuracy_drop:g})")
-    p.add_argument("--model", default=d.model, help=f"built-in model trained on digits: resnet18_digits or lenet5_digits (default {d.model})")
+    p.add_argument("--model", default=d.model,
+                   help=f"built-in model trained on digits (resnet18_digits, lenet5_digits; default {d.model}), or your "
+                        "trained model: package.module:function or path/to/file.py:function returning an nn.Module")
+    p.add_argument("--data", default=None,
+                   help="your data, with your model: package.module:function or file.py:function returning "
+                        "(train, val, test), each an (inputs, labels) pair of tensors or a DataLoader")
+    p.add_argument("--input", default=None, help="shape of one example, e.g. 3x32x32; checked against --data")
+    p.add_argument("--eval", default=None,
+                   help="your metric, function(model, split) -> float, higher is better (default top-1 accuracy)")
+    p.add_argument("--loss", default=None,
+                   help="your fine-tuning loss, function(outputs, labels) -> tensor (default cross-entropy)")
     p.add_argument("--trials", type=int, default=d.trials, help=f"Optuna trials (default {d.trials})")
     p.add_argument("--top-k", type=int, default=d.top_k, help=f"candidates confirmed by retraining (default {d.top_k})")
     p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs, help=f"epochs per retrained candidate (default {d.finetune_epochs})")
@@ -81,8 +91,21 @@ def _search(argv: list[str]) -> int:
         print(f"hwsearch: error: --max-accuracy-drop is in points between 0 and 100, got {args.max_accuracy_drop:g}",
               file=sys.stderr)
         return EXIT_USAGE
+    user_model = ":" in args.model
+    if user_model != (args.data is not None):
+        print("hwsearch: error: " + ("--model package.module:function needs --data (a function returning train, val "
+                                     "and test) to evaluate and fine-tune it" if user_model else
+                                     f"--data goes with your own --model (package.module:function); the built-in "
+                                     f"{args.model} is trained on digits"), file=sys.stderr)
+        return EXIT_USAGE
+    if not user_model and (args.eval or args.loss or args.input):
+        print("hwsearch: error: --input, --eval and --loss go with your own --model and --data", file=sys.stderr)
+        return EXIT_USAGE
     try:
         Budgets.parse(size=args.budget, latency=args.latency, energy=args.energy)   # fail fast, before heavy imports
+        if args.input:
+            from hwsearch.cost_report import parse_input
+            parse_input(args.input)
     except HwsearchError as exc:
         print(f"hwsearch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -96,7 +119,8 @@ def _search(argv: list[str]) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)   # failed trials are reported by hwsearch
     config = RunConfig(target=args.target, budget=args.budget, latency=args.latency, energy=args.energy,
                        objectives=args.objectives, sampler=args.sampler, max_accuracy_drop=args.max_accuracy_drop,
-                       model=args.model, trials=args.trials,
+                       model=args.model, data=args.data, input=args.input, eval=args.eval, loss=args.loss,
+                       trials=args.trials,
                        top_k=args.top_k, finetune_epochs=args.finetune_epochs, calibration_size=args.calibration,
                        seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id)
     received: list[int] = []
@@ -110,7 +134,7 @@ def _search(argv: list[str]) -> int:
         signal.signal(signum, interrupt)
     console = Console(stderr=True, quiet=args.quiet)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True, disable=args.quiet)
+                        console=console, transient=True, disable=args.quiet or not console.is_terminal)  # bars only where they redraw
     try:
         with progress:
             summary, folder = run(config, progress)
@@ -148,7 +172,8 @@ def _print_summary(s: dict, folder) -> None:
     print(f"hwsearch: {s['model']} on {s['target']}, budget{'s' if len(s['budgets']) > 1 else ''} "
           + (f"{s['budget']} ({s['budget_bytes']:,} bytes)" if list(s["budgets"]) == ["size_bytes"] else budgets))
     kept = "fine-tuned" if f["fine_tuned_kept"] else "compressed, fine-tuning did not help"
-    print(f"  accuracy  {b['test_accuracy']:.2%} -> {f['test_accuracy']:.2%} (test; {kept})")
+    metric = "" if s.get("metric", "top-1 accuracy") == "top-1 accuracy" else f"{s['metric']}, "
+    print(f"  accuracy  {b['test_accuracy']:.2%} -> {f['test_accuracy']:.2%} ({metric}test; {kept})")
     print(f"  size      {b['size_bytes']:,} -> {f['size_bytes']:,} bytes ({s['compression_ratio']:.2f}x)")
     print(f"  latency   {_si(b['latency_s'], 's')} -> {_si(f['latency_s'], 's')} (predicted)")
     print(f"  energy    {_si(b['energy_j'], 'J')} -> {_si(f['energy_j'], 'J')} (predicted)")

@@ -16,7 +16,11 @@ class RunConfig:
     objectives: str = "proxy"       # "proxy" or e.g. "proxy,latency": a multi-objective front
     sampler: str | None = None      # Optuna sampler; None: tpe, or nsga2 for several objectives
     max_accuracy_drop: float = 2.0  # points of test accuracy below the baseline that still count as success
-    model: str = "resnet18_digits"  # built-in model, trained on digits on first use
+    model: str = "resnet18_digits"  # built-in model trained on digits on first use, or a user's pkg.mod:fn / file.py:fn
+    data: str | None = None         # a user's pkg.mod:load returning (train, val, test); needed with a user's model
+    input: str | None = None        # shape of one example, e.g. 3x32x32; checked against the data (inferred if None)
+    eval: str | None = None         # a user's metric pkg.mod:fn(model, split) -> float; None: top-1 accuracy
+    loss: str | None = None         # a user's training loss pkg.mod:fn(outputs, labels); None: cross-entropy
     trials: int = 300               # Optuna trials; each is table look-ups only
     top_k: int = 3                  # best feasible candidates confirmed by retraining
     finetune_epochs: int = 2

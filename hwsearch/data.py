@@ -110,7 +110,12 @@ class Data:
         with torch.no_grad():
             if self.metric is None:
                 return top1(model, split)
-            return float(self.metric(model, split.source))
+            value = self.metric(model, split.source)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise DataError(f"the metric {self.metric_name} returned {value!r}; return one number, higher is "
+                            "better") from None
 
     def train_loss(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return (self.loss or F.cross_entropy)(outputs, labels)

@@ -28,7 +28,7 @@ from hwsearch.options import Option, layer_options
 from hwsearch.proxy import cached_proxy_table
 from hwsearch.retrain import retrain
 from hwsearch.study import OBJECTIVES, SearchConfig, pareto_front, run_study, top_feasible
-from hwsearch.training import TrainConfig, accuracy
+from hwsearch.training import TrainConfig
 from hwsearch.workload import default_cache_dir, load_workload
 
 
@@ -45,7 +45,7 @@ def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
         raise HwsearchError(f"--run-id {config.run_id!r} is not a plain folder name: use letters, digits, '.', '_' "
                             "and '-' only, not starting with '.'")
     stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    run_id = config.run_id or re.sub(r"[^A-Za-z0-9._-]", "", f"{target.name}-{budgets.label()}-{config.model}-{stamp}")
+    run_id = config.run_id or re.sub(r"[^A-Za-z0-9._-]", "", f"{target.name}-{budgets.label()}-{model_label(config.model)}-{stamp}")
     final_dir = Path(config.results_dir) / run_id
     if final_dir.exists():
         raise HwsearchError(f"results folder {final_dir} already exists; pass another --run-id or remove it")
@@ -72,13 +72,13 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         timings[name] = round(time.perf_counter() - clock, 2)
         clock = time.perf_counter()
 
-    workload = load_workload(config.model, cache_dir=config.cache_dir, progress=progress)
+    workload = open_workload(config, progress)
     model, data = workload.model, workload.data
-    say(f"model {config.model}: test accuracy {workload.test_accuracy:.2%} "
-        f"({'trained now' if workload.trained_now else 'from cache'})")
+    say(f"model {config.model}: test {data.metric_name} {workload.test_accuracy:.2%} "
+        f"({'trained now' if workload.trained_now else 'from cache' if config.data is None else 'as given'})")
     lap("workload")
 
-    graph = LayerGraph.trace(model, data.train.x[:1])
+    graph = LayerGraph.trace(model, workload.example)
     layers = graph.compressible()
     names = [layer.name for layer in layers]
     options = {layer.name: layer_options(layer) for layer in layers}
@@ -92,7 +92,7 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         f"fp32 file {int(baseline['size_bytes']):,} bytes; budgets {limits}")
     lap("tables_cost")
 
-    calibration = data.train.x[:config.calibration_size]
+    calibration = data.train.take(config.calibration_size)
     proxy, reused = cached_proxy_table(model, layers, options, calibration,
                                        Path(config.cache_dir or default_cache_dir()), progress)
     say(f"proxy table: {'from cache' if reused else 'computed'}")
@@ -110,7 +110,8 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         f"{optimum.score:.4f}")
     lap("search")
 
-    finetune = TrainConfig(epochs=config.finetune_epochs, max_lr=config.finetune_lr, seed=config.seed)
+    finetune = TrainConfig(epochs=config.finetune_epochs, max_lr=config.finetune_lr, seed=config.seed,
+                           max_shift=data.max_shift)
     retrained = []
     for rank, cand in enumerate(top, start=1):
         result = retrain(model, cand.plan(options), data, finetune, progress,
@@ -128,8 +129,9 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         raise RuntimeError(f"bug: exported {size:,} bytes but the search promised {int(chosen.totals['size_bytes']):,}")
     reloaded, _ = artifact.load(path)
     with torch.no_grad():
-        diff = (reloaded(data.test.x) - best.model.eval()(data.test.x)).abs().max().item()
-    reloaded_accuracy = accuracy(reloaded, data.test)
+        probe = data.test.take(256)
+        diff = (reloaded(probe) - best.model.eval()(probe)).abs().max().item()
+    reloaded_accuracy = data.evaluate(reloaded, data.test)
     lap("export")
 
     plan = chosen.plan(options)
@@ -146,6 +148,7 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "target": target.name,
         "model": config.model,
+        "metric": data.metric_name,
         "budget": config.budget,
         "budget_bytes": budgets.size_bytes,
         "budgets": budgets.limits(),
@@ -187,6 +190,22 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     results.plot_layers(out / "layers.png", plan, original_bytes, chosen_bytes)
     results.write_report(out / "report.md", summary, plan, chosen_bytes, original_bytes)
     return summary
+
+
+def open_workload(config: RunConfig, progress=None):
+    """The built-in model trained on digits (cached), or the user's own model and data, checked."""
+    if config.data is None:
+        return load_workload(config.model, cache_dir=config.cache_dir, progress=progress)
+    from hwsearch.cost_report import parse_input
+    from hwsearch.user_workload import load_user_workload
+    return load_user_workload(config.model, config.data, input_shape=parse_input(config.input) if config.input else None,
+                              eval_spec=config.eval, loss_spec=config.loss)
+
+
+def model_label(model: str) -> str:
+    """A run-folder-friendly name: `resnet18_digits`, or `nets.build` for `path/to/nets.py:build`."""
+    where, _, function = model.rpartition(":")
+    return f"{Path(where).stem if where.endswith('.py') else where.rpartition('.')[2]}.{function}" if where else model
 
 
 def binding_budget(budgets: Budgets, totals: dict[str, float]) -> str | None:

@@ -31,10 +31,11 @@ CACHE_VERSION = 1
 @dataclass
 class Workload:
     model: nn.Module
-    model_spec: dict          # how to rebuild the architecture: {"name": ..., "kwargs": {...}}
+    model_spec: dict          # how to rebuild the architecture: {"name": ..., "kwargs": {...}} or {"builder": "pkg:fn"}
     data: Data
-    test_accuracy: float
-    trained_now: bool         # False when the weights came from the cache
+    test_accuracy: float      # the data's metric on the test split (top-1 accuracy unless --eval says otherwise)
+    trained_now: bool         # False when the weights came from the cache (or from the user)
+    example: torch.Tensor     # one input, batch of 1: what the layer graph is traced with
 
 
 def default_cache_dir() -> Path:
@@ -61,11 +62,11 @@ def load_workload(model_name: str, *, cache_dir: Path | None = None, data_seed: 
         except Exception as exc:
             raise ModelError(f"cached model {path} cannot be read ({type(exc).__name__}); "
                              f"delete it (rm {path}) and run again to retrain") from None
-        return Workload(model.eval(), spec, data, saved["test_accuracy"], trained_now=False)
+        return Workload(model.eval(), spec, data, saved["test_accuracy"], trained_now=False, example=data.train.take(1))
     train(model, data.train, recipe, progress, description=f"training {model_name} on digits (first use)")
     test_accuracy = accuracy(model, data.test)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"state_dict": model.state_dict(), "test_accuracy": test_accuracy}, tmp)
     os.replace(tmp, path)
-    return Workload(model.eval(), spec, data, test_accuracy, trained_now=True)
+    return Workload(model.eval(), spec, data, test_accuracy, trained_now=True, example=data.train.take(1))

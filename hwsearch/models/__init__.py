@@ -73,8 +73,11 @@ def _import(where: str, spec: str):
     if where.endswith(".py"):
         path = Path(where)
         if not path.is_file():
-            raise ModelError(f"model file {where} does not exist (from --model {spec})")
+            raise ModelError(f"file {where} does not exist (from {spec}); give a path relative to the current folder or absolute")
         name = f"hwsearch_user_{abs(hash(str(path.resolve())))}"
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:      # as `python file.py` does: the file may import its neighbours
+            sys.path.insert(0, folder)
         module_spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
