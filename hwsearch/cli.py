@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
                         "energy, e.g. proxy,latency: a front of plans trading one against the other")
     p.add_argument("--sampler", default=None,
                    help="Optuna sampler: tpe, nsga2, nsga3, random, qmc, gp (default tpe, nsga2 for several objectives)")
+    p.add_argument("--proxy", default=d.proxy, choices=("weighted", "sum"),
+                   help="how per-layer output errors add up to a plan's score: weighted by each layer's measured "
+                        "sensitivity (default; the predicted output divergence) or their plain sum")
     p.add_argument("--max-accuracy-drop", type=float, default=d.max_accuracy_drop,
                    help=f"test accuracy points the exported model may lose against the baseline; below it the run "
                         f"still writes its folder but exits 3 (default {d.max_accuracy_drop:g})")
@@ -118,7 +121,7 @@ def _search(argv: list[str]) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)   # failed trials are reported by hwsearch
     config = RunConfig(target=args.target, budget=args.budget, latency=args.latency, energy=args.energy,
-                       objectives=args.objectives, sampler=args.sampler, max_accuracy_drop=args.max_accuracy_drop,
+                       objectives=args.objectives, sampler=args.sampler, proxy=args.proxy, max_accuracy_drop=args.max_accuracy_drop,
                        model=args.model, data=args.data, input=args.input, eval=args.eval, loss=args.loss,
                        trials=args.trials,
                        top_k=args.top_k, finetune_epochs=args.finetune_epochs, calibration_size=args.calibration,

@@ -15,6 +15,7 @@ class RunConfig:
     energy: str | None = None       # energy budget per inference, e.g. "2mJ"
     objectives: str = "proxy"       # "proxy" or e.g. "proxy,latency": a multi-objective front
     sampler: str | None = None      # Optuna sampler; None: tpe, or nsga2 for several objectives
+    proxy: str = "weighted"         # per-layer errors weighted by the layers' sensitivities, or "sum" (benchmarks/proxy_fidelity.py)
     max_accuracy_drop: float = 2.0  # points of test accuracy below the baseline that still count as success
     model: str = "resnet18_digits"  # built-in model trained on digits on first use, or a user's pkg.mod:fn / file.py:fn
     data: str | None = None         # a user's pkg.mod:load returning (train, val, test); needed with a user's model
@@ -24,7 +25,9 @@ class RunConfig:
     trials: int = 300               # Optuna trials; each is table look-ups only
     top_k: int = 3                  # best feasible candidates confirmed by retraining
     finetune_epochs: int = 2
-    finetune_lr: float = 0.01       # one-cycle peak; a tenth of the pre-training peak
+    finetune_lr: float = 0.01       # peak learning rate; a tenth of the pre-training peak
+    finetune_schedule: str = "one-cycle"   # or "cosine", "constant" (benchmarks/retraining.py)
+    finetune_distill: float = 0.0   # weight of the original model's soft targets when fine-tuning (0: labels only)
     calibration_size: int = 256     # training images whose activations feed the proxy
     seed: int = 0
     results_dir: str = "results"

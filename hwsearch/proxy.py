@@ -8,30 +8,69 @@ inputs (captured from the original model) and compared with the original outputs
 Relative, so that layers of very different scale can be summed. Computed once before
 the search (the search only reads this table) and cached on disk under a key made of
 everything it depends on: the weights, the calibration images and the option grid.
+
+A plain sum of these errors treats every layer alike, but the network amplifies an error
+in some layers far more than in others. Two refinements, measured against accuracy after
+retraining by benchmarks/proxy_fidelity.py:
+
+- `layer_sensitivity`: per layer, how far the model's output moves (`output_divergence`)
+  when that layer's output gets a random error of known relative size; the weighted score
+  `sum_l s_l * e_l^2` is the second-order estimate of the output divergence of a plan
+  (errors of different layers taken as independent). It stays separable, so the exact
+  solver and the study can use it.
+- `end_to_end`: the output divergence of the whole compressed model on calibration images.
+  Not separable and a forward pass per plan, so it only re-ranks the study's shortlist
+  before retraining; it is the only score that sees layers interact.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from hwsearch.compress import compress, svd
 from hwsearch.layer_graph import Layer
 from hwsearch.options import Option
 
-PROXY_VERSION = 1   # bump when the error definition changes, so old cache entries are not reused
+PROXY_VERSION = 2   # bump when the error definition changes, so old cache entries are not reused
+COMBINE = ("weighted", "sum")
 
 
 @dataclass(frozen=True)
 class ProxyTable:
-    """errors[layer name][i] is the relative output error of options[layer name][i]."""
+    """errors[layer name][i] is the relative output error of options[layer name][i].
+
+    `scores` is what the search adds up over layers: s_l * e^2 with the layers' sensitivities
+    (the predicted output divergence, in nats for a classifier), or the errors themselves
+    when `sensitivity` is None (the plain sum).
+    """
     options: dict[str, list[Option]]
     errors: dict[str, np.ndarray]
+    sensitivity: dict[str, float] | None = None
+
+    @cached_property
+    def scores(self) -> dict[str, np.ndarray]:
+        if self.sensitivity is None:
+            return self.errors
+        return {name: self.sensitivity[name] * np.square(errors) for name, errors in self.errors.items()}
+
+    def combined(self, combine: str) -> "ProxyTable":
+        """This table scored as `combine` says: "weighted" (needs sensitivities) or "sum"."""
+        if combine not in COMBINE:
+            raise ValueError(f"unknown proxy {combine!r}: {' or '.join(COMBINE)}")
+        if combine == "sum":
+            return replace(self, sensitivity=None)
+        if self.sensitivity is None:
+            raise ValueError("a weighted proxy needs the layers' sensitivities")
+        return self
 
 
 def capture_inputs(model: nn.Module, layers: list[Layer], calibration: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -53,7 +92,7 @@ def capture_inputs(model: nn.Module, layers: list[Layer], calibration: torch.Ten
 @torch.no_grad()
 def build_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
                       calibration: torch.Tensor, progress=None) -> ProxyTable:
-    """Relative feature-map reconstruction error of every option of every layer."""
+    """Relative feature-map reconstruction error of every option of every layer, and each layer's sensitivity."""
     inputs = capture_inputs(model, layers, calibration)
     task = progress.add_task("proxy table", total=sum(len(options[l.name]) for l in layers)) if progress else None
     errors = {}
@@ -72,7 +111,10 @@ def build_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, 
         errors[layer.name] = np.asarray(row)
     if progress:
         progress.remove_task(task)
-    return ProxyTable(options, errors)
+    return ProxyTable(options, errors, layer_sensitivity(model, layers, calibration, progress=progress))
+
+
+_SENSITIVITY = "__sensitivity__"    # the cache file's entry for the layers' sensitivities, in layer order
 
 
 def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
@@ -93,13 +135,106 @@ def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str,
         try:
             with np.load(path) as saved:
                 errors = {layer.name: saved[layer.name] for layer in layers}
-            if all(len(errors[l.name]) == len(options[l.name]) for l in layers):
-                return ProxyTable(options, errors), True
+                sensitivity = dict(zip((layer.name for layer in layers), saved[_SENSITIVITY].tolist()))
+            if all(len(errors[l.name]) == len(options[l.name]) for l in layers) and len(sensitivity) == len(layers):
+                return ProxyTable(options, errors, sensitivity), True
         except (OSError, ValueError, KeyError):
             pass
     table = build_proxy_table(model, layers, options, calibration, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **table.errors)
+    np.savez(tmp, **table.errors, **{_SENSITIVITY: np.array([table.sensitivity[l.name] for l in layers])})
     os.replace(tmp, path)
     return table, False
+
+
+def output_divergence(reference: torch.Tensor, output: torch.Tensor) -> float:
+    """How far `output` is from `reference`, averaged over the batch.
+
+    Class scores (N, classes): KL(softmax(reference) || softmax(output)) in nats, the loss
+    a classifier's predictions suffer. Anything else: squared relative error.
+    """
+    if reference.dim() == 2:
+        log_p, log_q = F.log_softmax(reference.double(), dim=1), F.log_softmax(output.double(), dim=1)
+        return float((log_p.exp() * (log_p - log_q)).sum(dim=1).mean())
+    return float((output - reference).double().square().sum() / reference.double().square().sum().clamp_min(1e-24))
+
+
+@torch.no_grad()
+def layer_sensitivity(model: nn.Module, layers: list[Layer], calibration: torch.Tensor, *,
+                      relative_error: float = 0.1, repeats: int = 2, seed: int = 0, progress=None) -> dict[str, float]:
+    """Output divergence per unit of squared relative error at each layer's output.
+
+    Gaussian noise scaled to `relative_error` x ||y|| is added to one layer's output at a
+    time; s_l = divergence / relative_error^2, averaged over `repeats` draws.
+    """
+    model.eval()
+    reference = model(calibration)
+    generator = torch.Generator().manual_seed(seed)
+    task = progress.add_task("layer sensitivities", total=len(layers)) if progress else None
+    out = {}
+    for layer in layers:
+        def hook(module, args, y):
+            noise = torch.randn(y.shape, generator=generator, dtype=y.dtype)
+            return y + noise * (relative_error * y.norm() / noise.norm().clamp_min(1e-24))
+        handle = model.get_submodule(layer.name).register_forward_hook(hook)
+        try:
+            moved = [output_divergence(reference, model(calibration)) for _ in range(repeats)]
+        finally:
+            handle.remove()
+        out[layer.name] = float(np.mean(moved)) / relative_error ** 2
+        if progress:
+            progress.advance(task)
+    if progress:
+        progress.remove_task(task)
+    return out
+
+
+@torch.no_grad()
+def end_to_end(model: nn.Module, compressed: nn.Module, calibration: torch.Tensor) -> float:
+    """Output divergence of a whole compressed model from the original on calibration inputs."""
+    return output_divergence(model.eval()(calibration), compressed.eval()(calibration))
+
+
+class PlanScorer:
+    """`end_to_end` for many plans of one model: each (layer, option) is compressed once and shared.
+
+    Plans in a shortlist differ in a few layers, so building each plan's model from cached
+    compressed layers (and cached SVDs) costs little more than its forward pass.
+    """
+
+    def __init__(self, model: nn.Module, calibration: torch.Tensor):
+        self.model, self.calibration = model.eval(), calibration
+        with torch.no_grad():
+            self.reference = model(calibration)
+        self._svd: dict[str, object] = {}
+        self._layers: dict[tuple[str, Option], nn.Module] = {}
+
+    def layer(self, name: str, option: Option) -> nn.Module:
+        if (name, option) not in self._layers:
+            module = self.model.get_submodule(name)
+            if option.rank and name not in self._svd:
+                self._svd[name] = svd(module)
+            self._layers[name, option] = compress(module, option, svd_cache=self._svd.get(name)).eval()
+        return self._layers[name, option]
+
+    @torch.no_grad()
+    def __call__(self, plan: dict[str, Option]) -> float:
+        model = _with_layers(self.model, {name: self.layer(name, option) for name, option in plan.items()})
+        return output_divergence(self.reference, model(self.calibration))
+
+
+def _with_layers(model: nn.Module, swaps: dict[str, nn.Module]) -> nn.Module:
+    """A copy of `model` with the named submodules replaced; every other module (and weight) is shared."""
+    out = copy.copy(model)
+    out._modules = dict(model._modules)
+    children: dict[str, dict[str, nn.Module]] = {}
+    for name, module in swaps.items():
+        head, _, rest = name.partition(".")
+        if rest:
+            children.setdefault(head, {})[rest] = module
+        else:
+            out._modules[head] = module
+    for head, inner in children.items():
+        out._modules[head] = _with_layers(model._modules[head], inner)
+    return out

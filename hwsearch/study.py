@@ -119,14 +119,14 @@ def search_space(proxy: ProxyTable, costs: CostTable, config: SearchConfig) -> d
     keys = {"size_bytes"} | set(config.budgets.limits()) | {OBJECTIVES[o] for o in config.objectives if OBJECTIVES[o]}
     columns = [SEPARABLE[k] for k in ("size_bytes", "latency_s", "energy_j") if k in keys]
     if columns == ["weight_bytes"]:
-        return {name: non_dominated(proxy.errors[name], costs.column(name, "weight_bytes")) for name in proxy.options}
-    return {name: non_dominated_all(proxy.errors[name], np.column_stack([costs.column(name, c) for c in columns]))
+        return {name: non_dominated(proxy.scores[name], costs.column(name, "weight_bytes")) for name in proxy.options}
+    return {name: non_dominated_all(proxy.scores[name], np.column_stack([costs.column(name, c) for c in columns]))
             for name in proxy.options}
 
 
 def check_feasible(proxy: ProxyTable, costs: CostTable, budgets: Budgets, space: dict[str, list[int]]) -> Optimum:
     """The exact optimum; BudgetInfeasible naming the smallest achievable value of each budget if none."""
-    found = exact_optimum(proxy.errors, costs, budgets, space)
+    found = exact_optimum(proxy.scores, costs, budgets, space)
     if found is not None:
         return found
     limits = budgets.limits()
@@ -166,7 +166,7 @@ class _Repair:
         self.option = np.concatenate([np.asarray(space[n]) for n in self.names])
         self.cost = np.concatenate([np.column_stack([costs.column(n, SEPARABLE[k]) for k in self.keys])[space[n]]
                                     for n in self.names])                     # (pairs, budgets)
-        self.error = np.concatenate([proxy.errors[n][space[n]] for n in self.names])
+        self.error = np.concatenate([proxy.scores[n][space[n]] for n in self.names])
         self.where = {(n, int(o)): j for j, (n, o) in enumerate(zip((self.names[i] for i in self.layer), self.option))}
 
     def __call__(self, choice: dict[str, int], totals: dict[str, float]) -> dict[str, int]:
@@ -214,11 +214,11 @@ class _Hull:
         self.hulls, self.costs, self.errors = {}, {}, {}
         for name, indices in space.items():
             cost = costs.column(name, SEPARABLE[key]) / limit
-            order = sorted(indices, key=lambda i: (cost[i], proxy.errors[name][i]))
-            hull = lower_hull(non_dominated(proxy.errors[name][order], cost[order]), cost[order],
-                              proxy.errors[name][order])
+            order = sorted(indices, key=lambda i: (cost[i], proxy.scores[name][i]))
+            hull = lower_hull(non_dominated(proxy.scores[name][order], cost[order]), cost[order],
+                              proxy.scores[name][order])
             chosen = np.asarray(order)[hull]
-            self.hulls[name], self.costs[name], self.errors[name] = chosen, cost[chosen], proxy.errors[name][chosen]
+            self.hulls[name], self.costs[name], self.errors[name] = chosen, cost[chosen], proxy.scores[name][chosen]
 
     def __call__(self, trial: optuna.Trial) -> dict[str, int]:
         weight = trial.suggest_float("lambda", 1e-4, 1e4, log=True)
@@ -274,7 +274,7 @@ def run_study(*, proxy: ProxyTable, costs: CostTable, config: SearchConfig, stor
         if config.strategy == "constrained":        # only this strategy's sampler needs to see the budgets
             for key, value in excess.items():
                 trial.set_constraint(key, value)                               # feasible when <= 0
-        score = float(sum(proxy.errors[name][index] for name, index in choice.items()))
+        score = float(sum(proxy.scores[name][index] for name, index in choice.items()))
         return score if not extra else (score, *(totals[k] for k in extra))
 
     storage = JournalStorage(JournalFileBackend(str(storage_path)))
@@ -283,7 +283,7 @@ def run_study(*, proxy: ProxyTable, costs: CostTable, config: SearchConfig, stor
     for fraction in (1.0, 0.9, 0.8) if config.warm_start else ():    # exact optima at and under the budgets
         scaled = Budgets(**{k: (None if v is None else (int(v * fraction) if k == "size_bytes" else v * fraction))
                             for k, v in vars(config.budgets).items()})
-        start = optimum if fraction == 1.0 else exact_optimum(proxy.errors, costs, scaled, space)
+        start = optimum if fraction == 1.0 else exact_optimum(proxy.scores, costs, scaled, space)
         if start is not None:
             plan = {name: proxy.options[name][i].label for name, i in start.choice.items()}
             study.enqueue_trial({} if hull is not None else plan,
@@ -303,7 +303,7 @@ def candidates(study: optuna.Study, labels: dict[str, dict[str, int]], proxy: Pr
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         result = trial.user_attrs["result"]
         choice = {name: index_of[name][label] for name, label in result["choice"].items()}
-        score = float(sum(proxy.errors[name][index] for name, index in choice.items()))
+        score = float(sum(proxy.scores[name][index] for name, index in choice.items()))
         out.append(Candidate(trial.number, choice, score, result["totals"], result["feasible"], result["repaired"],
                              trial.user_attrs.get("source", "search")))
     return out
@@ -355,44 +355,3 @@ def lower_hull(indices: list[int], sizes: np.ndarray, errors: np.ndarray) -> lis
                 break
         hull.append(c)
     return hull
-
-
-def greedy_plan(space: dict[str, list[int]], proxy: ProxyTable, costs: CostTable, budget_bytes: int) -> dict[str, int]:
-    """Greedy per-layer allocation of a byte budget, in the style of AIMET's compression-ratio selection.
-
-    Start from every layer's lowest-error option; step down each layer's convex hull,
-    always taking the step that adds the least error per byte saved, until the plan fits;
-    then spend the bytes left over on the single-layer upgrades that remove the most error.
-    A baseline for the benchmarks: the search starts from the exact optimum instead.
-    """
-    sizes = {name: costs.column(name, "weight_bytes") for name in space}
-    hulls = {name: lower_hull(space[name], sizes[name], proxy.errors[name]) for name in space}
-    position = {name: len(hull) - 1 for name, hull in hulls.items()}
-    choice = {name: hull[-1] for name, hull in hulls.items()}
-    size = costs.totals(choice)["size_bytes"]
-    while size > budget_bytes:
-        steps = []
-        for name, hull in hulls.items():
-            if position[name] > 0:
-                here, there = hull[position[name]], hull[position[name] - 1]
-                saved = sizes[name][here] - sizes[name][there]
-                steps.append(((proxy.errors[name][there] - proxy.errors[name][here]) / saved, name, saved))
-        if not steps:
-            break
-        _, name, saved = min(steps)
-        position[name] -= 1
-        choice[name] = hulls[name][position[name]]
-        size -= saved
-    while True:                                          # use the slack the last step left
-        best = None
-        for name, indices in space.items():
-            for index in indices:
-                extra = sizes[name][index] - sizes[name][choice[name]]
-                gain = proxy.errors[name][choice[name]] - proxy.errors[name][index]
-                if gain > 0 and size + extra <= budget_bytes and (best is None or gain > best[0]):
-                    best = (gain, name, index, extra)
-        if best is None:
-            return choice
-        _, name, index, extra = best
-        choice[name] = index
-        size += extra

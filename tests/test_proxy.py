@@ -63,3 +63,66 @@ def test_unreadable_cache_entry_is_rebuilt(tiny, example, tmp_path):
         path.write_bytes(b"garbage")
     again, reused = cached_proxy_table(tiny, layers, options, x, tmp_path)
     assert not reused and all(np.array_equal(table.errors[n], again.errors[n]) for n in table.errors)
+
+
+def test_cache_keeps_the_sensitivities(tiny, example, tmp_path):
+    from hwsearch.proxy import cached_proxy_table
+    layers = LayerGraph.trace(tiny, example).compressible()
+    options = {l.name: layer_options(l) for l in layers}
+    x = torch.randn(16, 1, 8, 8)
+    first, _ = cached_proxy_table(tiny, layers, options, x, tmp_path)
+    second, reused = cached_proxy_table(tiny, layers, options, x, tmp_path)
+    assert reused and second.sensitivity == first.sensitivity and set(first.sensitivity) == {l.name for l in layers}
+
+
+def test_weighted_scores_are_sensitivity_times_squared_error_and_sum_scores_are_the_errors():
+    from hwsearch.proxy import ProxyTable
+    options = {"a": [Option(), Option(bits=4)], "b": [Option(), Option(bits=4)]}
+    table = ProxyTable(options, {"a": np.array([0.0, 0.5]), "b": np.array([0.0, 0.2])}, {"a": 2.0, "b": 10.0})
+    assert np.allclose(table.scores["a"], [0.0, 0.5]) and np.allclose(table.scores["b"], [0.0, 0.4])
+    plain = table.combined("sum")
+    assert plain.scores is plain.errors and table.combined("weighted") is table
+    with pytest.raises(ValueError, match="sensitivities"):
+        plain.combined("weighted")
+
+
+def test_output_divergence_is_zero_for_equal_outputs_and_grows_with_the_change():
+    from hwsearch.proxy import output_divergence
+    logits = torch.randn(64, 10)
+    changes = [output_divergence(logits, logits + scale * torch.randn(64, 10, generator=torch.Generator().manual_seed(0)))
+               for scale in (0.0, 0.1, 0.5, 2.0)]
+    assert changes[0] == pytest.approx(0.0, abs=1e-12) and changes == sorted(changes) and changes[1] > 0
+    maps = torch.randn(8, 4, 5, 5)
+    assert output_divergence(maps, 1.1 * maps) == pytest.approx(0.01)      # squared relative error
+
+
+def test_sensitivity_is_larger_where_the_network_amplifies_an_error():
+    """Two layers in a row; scaling the second's weights up by 10 makes the first layer's error matter more."""
+    from hwsearch.layer_graph import LayerGraph
+    from hwsearch.proxy import layer_sensitivity
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Linear(16, 10)).eval()
+    x = torch.randn(256, 16)
+    layers = LayerGraph.trace(model, x[:1]).compressible()
+    quiet = layer_sensitivity(model, layers, x)
+    with torch.no_grad():
+        model[1].weight.mul_(10)
+    loud = layer_sensitivity(model, layers, x)
+    assert all(v > 0 for v in quiet.values())
+    assert loud["0"] > 10 * quiet["0"]
+
+
+def test_plan_scorer_equals_the_divergence_of_the_compressed_model(tiny, example):
+    import copy
+
+    from hwsearch.compress import apply_
+    from hwsearch.proxy import PlanScorer, end_to_end
+    layers = LayerGraph.trace(tiny, example).compressible()
+    x = torch.randn(32, 1, 8, 8)
+    scorer = PlanScorer(tiny, x)
+    for plan in ({layers[0].name: Option(bits=4)}, {layers[0].name: Option(rank=2, sparsity=0.5, bits=6), layers[1].name: Option(sparsity=0.75, bits=4),
+                 layers[-1].name: Option(rank=4, bits=8)}):
+        expected = end_to_end(tiny, apply_(copy.deepcopy(tiny), plan), x)
+        assert scorer(plan) == pytest.approx(expected, rel=1e-9) and expected > 0
+    assert scorer({}) == pytest.approx(0.0, abs=1e-12)
+    assert all(type(tiny.get_submodule(l.name)) in (torch.nn.Conv2d, torch.nn.Linear) for l in layers)   # untouched

@@ -14,7 +14,7 @@ import itertools
 
 from hwsearch.budget import Budgets
 from hwsearch.knapsack import exact_optimum, smallest
-from hwsearch.study import (SearchConfig, greedy_plan, lower_hull, non_dominated, pareto_front, run_study,
+from hwsearch.study import (SearchConfig, lower_hull, non_dominated, pareto_front, run_study,
                             search_space, top_feasible)
 
 SPEC = {"name": "tiny", "kwargs": {}}
@@ -45,20 +45,6 @@ def test_lower_hull_drops_points_above_the_chords():
     assert lower_hull([0, 1, 2, 3, 4], sizes, errors) == [0, 2, 4]
 
 
-def test_greedy_plan_fits_and_is_near_the_brute_force_optimum(tables):
-    proxy, costs, fp32 = tables
-    names = list(proxy.options)
-    space = {n: non_dominated(proxy.errors[n], costs.column(n, "weight_bytes")) for n in names}
-    for budget in (fp32 // 3, fp32 // 6, fp32 // 12):
-        plan = greedy_plan(space, proxy, costs, budget)
-        assert costs.totals(plan)["size_bytes"] <= budget
-        error = sum(proxy.errors[n][i] for n, i in plan.items())
-        optimum = min(sum(proxy.errors[n][i] for n, i in zip(names, combo))
-                      for combo in itertools.product(*(space[n] for n in names))
-                      if costs.totals(dict(zip(names, combo)))["size_bytes"] <= budget)
-        assert optimum <= error <= optimum * 1.10 + 1e-9
-
-
 def brute_force(proxy, costs, budgets, space):
     names = list(space)
     best = None
@@ -66,7 +52,7 @@ def brute_force(proxy, costs, budgets, space):
         choice = dict(zip(names, combo))
         totals = costs.totals(choice)
         if all(totals[k] <= v for k, v in budgets.limits().items()):
-            score = sum(proxy.errors[n][i] for n, i in choice.items())
+            score = sum(proxy.scores[n][i] for n, i in choice.items())
             best = score if best is None or score < best else best
     return best
 
@@ -76,7 +62,7 @@ def test_the_exact_optimum_is_the_brute_force_optimum(tables):
     space = search_space(proxy, costs, SearchConfig(Budgets(size_bytes=fp32)))
     for budget in (fp32 // 2, fp32 // 5, fp32 // 12):
         budgets = Budgets(size_bytes=budget)
-        found = exact_optimum(proxy.errors, costs, budgets, space)
+        found = exact_optimum(proxy.scores, costs, budgets, space)
         assert found.totals["size_bytes"] <= budget
         assert found.score == pytest.approx(brute_force(proxy, costs, budgets, space))
         assert found.gap == 0 and "exact" in found.method
@@ -87,7 +73,7 @@ def test_with_two_budgets_the_gap_is_certified(tables):
     space = search_space(proxy, costs, SearchConfig(Budgets(size_bytes=fp32, latency_s=1.0)))
     quickest = smallest(costs, Budgets(size_bytes=fp32 // 4, latency_s=1.0), "latency_s", space)
     budgets = Budgets(size_bytes=fp32 // 4, latency_s=quickest * 1.05)        # binds, and can be met
-    found = exact_optimum(proxy.errors, costs, budgets, space)
+    found = exact_optimum(proxy.scores, costs, budgets, space)
     truth = brute_force(proxy, costs, budgets, space)
     assert found.totals["size_bytes"] <= budgets.size_bytes and found.totals["latency_s"] <= budgets.latency_s
     assert found.lower_bound <= truth + 1e-9 <= found.score + 1e-9       # the optimum lies inside the gap
@@ -103,7 +89,7 @@ def test_study_respects_the_budget_and_stores_its_trials(tables, tmp_path):
     assert len(cands) == 40 and (tmp_path / "study.journal").stat().st_size > 0
     for cand in cands:
         assert cand.feasible == (cand.totals["size_bytes"] <= budget)
-        assert cand.proxy == pytest.approx(sum(proxy.errors[n][i] for n, i in cand.choice.items()))
+        assert cand.proxy == pytest.approx(sum(proxy.scores[n][i] for n, i in cand.choice.items()))
     assert all(c.feasible for c in cands)                 # repair walks every sampled plan into the budget
     assert cands[0].source == "exact optimum" and cands[0].proxy == pytest.approx(result.optimum.score)
     best = top_feasible(cands, 3)
