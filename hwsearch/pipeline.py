@@ -18,6 +18,7 @@ import torch
 
 from cost_models import load_target, make_cost_model
 from hwsearch import artifact, results
+from hwsearch.baselines import baseline_plans
 from hwsearch.budget import Budgets
 from hwsearch.config import RunConfig
 from hwsearch.cost_table import build_cost_table
@@ -25,9 +26,9 @@ from hwsearch.errors import HwsearchError
 from hwsearch.knapsack import smallest_for_score
 from hwsearch.layer_graph import LayerGraph
 from hwsearch.options import Option, layer_options
-from hwsearch.proxy import cached_proxy_table
+from hwsearch.proxy import PlanScorer, cached_proxy_table
 from hwsearch.retrain import retrain
-from hwsearch.study import OBJECTIVES, SearchConfig, pareto_front, run_study, top_feasible
+from hwsearch.study import OBJECTIVES, Candidate, SearchConfig, pareto_front, run_study, top_feasible
 from hwsearch.training import TrainConfig
 from hwsearch.workload import default_cache_dir, load_workload
 
@@ -93,14 +94,18 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     lap("tables_cost")
 
     calibration = data.train.take(config.calibration_size)
-    proxy, reused = cached_proxy_table(model, layers, options, calibration,
+    table, reused = cached_proxy_table(model, layers, options, calibration,
                                        Path(config.cache_dir or default_cache_dir()), progress)
+    proxy = table.combined(config.proxy)
     say(f"proxy table: {'from cache' if reused else 'computed'}")
     lap("tables_proxy")
 
     searched = run_study(proxy=proxy, costs=costs, config=search, storage_path=out / "study.journal",
                          study_name=run_id, progress=progress)
     cands, optimum = searched.candidates, searched.optimum
+    baselines = {label: Candidate(-1, choice, float(sum(proxy.scores[n][i] for n, i in choice.items())),
+                                  costs.totals(choice), True, source=label)
+                 for label, choice in baseline_plans(layers, proxy, costs, budgets, searched.space).items()}
     second = next((OBJECTIVES[o] for o in search.objectives if o != "proxy"), None)
     front = pareto_front([c for c in cands if c.feasible], second or "size_bytes")
     top = top_feasible(cands, config.top_k, spread_over=second)
@@ -111,12 +116,13 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     lap("search")
 
     finetune = TrainConfig(epochs=config.finetune_epochs, max_lr=config.finetune_lr, seed=config.seed,
-                           max_shift=data.max_shift)
-    retrained = []
+                           max_shift=data.max_shift, schedule=config.finetune_schedule, distill=config.finetune_distill)
+    retrained, measured, divergence = [], {}, PlanScorer(model, calibration)   # measured: end-to-end, per trial
     for rank, cand in enumerate(top, start=1):
         result = retrain(model, cand.plan(options), data, finetune, progress,
                          description=f"retraining candidate {rank}/{len(top)} (trial {cand.trial})")
         retrained.append((cand, result))
+        measured[cand.trial] = divergence(cand.plan(options))
         say(f"candidate trial {cand.trial}: {int(cand.totals['size_bytes']):,} B; validation accuracy "
             f"{result.val_before:.2%} compressed, {result.val_after:.2%} fine-tuned; kept "
             f"{'fine-tuned' if result.fine_tuned else 'compressed'} weights (test {result.test_accuracy:.2%})")
@@ -167,14 +173,17 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         "search": {"trials": len(cands), "feasible": sum(c.feasible for c in cands),
                    "repaired": sum(c.repaired for c in cands), "pareto": len(front), "storage": "study.journal",
                    "objectives": list(search.objectives), "sampler": search.sampler or ("nsga2" if second else "tpe"),
-                   "strategy": search.strategy, "best_proxy": best_found,
+                   "strategy": search.strategy, "proxy": config.proxy, "best_proxy": best_found,
                    "exact_optimum": {"proxy": optimum.score, "lower_bound": optimum.lower_bound,
                                      "method": optimum.method, "size_bytes": int(optimum.totals["size_bytes"]),
                                      "latency_s": optimum.totals["latency_s"], "energy_j": optimum.totals["energy_j"]},
-                   "gap_to_exact_optimum": best_found / optimum.score - 1 if optimum.score > 0 else 0.0},
+                   "gap_to_exact_optimum": best_found / optimum.score - 1 if optimum.score > 0 else 0.0,
+                   "baselines": {label: {"proxy": c.proxy, "size_bytes": int(c.totals["size_bytes"]),
+                                         "latency_s": c.totals["latency_s"], "energy_j": c.totals["energy_j"]}
+                                 for label, c in baselines.items()}},
         "retrained": [{"trial": c.trial, "proxy": c.proxy, "size_bytes": int(c.totals["size_bytes"]),
                        "latency_s": c.totals["latency_s"], "energy_j": c.totals["energy_j"],
-                       "accuracy_before": r.accuracy_before, "val_before": r.val_before, "val_after": r.val_after,
+                       "end_to_end_divergence": measured[c.trial], "accuracy_before": r.accuracy_before, "val_before": r.val_before, "val_after": r.val_after,
                        "fine_tuned_kept": r.fine_tuned, "val_accuracy": r.val_accuracy,
                        "test_accuracy": r.test_accuracy} for c, r in retrained],
         "timings_s": timings,
@@ -186,7 +195,7 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     results.write_layers(out / "layers.csv", plan, costs, chosen.choice, baseline_choice)
     results.write_plan(out / "plan.json", plan)
     results.plot_pareto(out / "pareto.png", cands, front, budgets, [(c, r.test_accuracy) for c, r in retrained],
-                        chosen, int(baseline["size_bytes"]), optimum, second)
+                        chosen, int(baseline["size_bytes"]), optimum, second, baselines, config.proxy)
     results.plot_layers(out / "layers.png", plan, original_bytes, chosen_bytes)
     results.write_report(out / "report.md", summary, plan, chosen_bytes, original_bytes)
     return summary
@@ -226,4 +235,4 @@ def suggest_size(retrained, proxy, costs, space, baseline_accuracy: float, targe
     if lost <= 0 or cand.proxy <= 0:
         return None
     allowed = cand.proxy * (baseline_accuracy - target_accuracy) / lost
-    return smallest_for_score(proxy.errors, costs, space, allowed)
+    return smallest_for_score(proxy.scores, costs, space, allowed)

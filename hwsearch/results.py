@@ -17,6 +17,9 @@ from hwsearch.options import Option, Plan  # noqa: E402
 from hwsearch.study import Candidate  # noqa: E402
 
 
+PROXY_LABEL = {"weighted": "proxy: predicted output divergence (nats)", "sum": "proxy: summed relative output error"}
+
+
 def write_candidates(path: Path, cands: list[Candidate], options: dict[str, list[Option]]) -> None:
     """Every trial, one row: figures first, then each layer's option label."""
     names = list(options)
@@ -61,9 +64,10 @@ def write_plan(path: Path, plan: Plan) -> None:
 
 def plot_pareto(path: Path, cands: list[Candidate], front: list[Candidate], budgets: Budgets,
                 retrained: list[tuple[Candidate, float]], chosen: Candidate, baseline_bytes: int,
-                optimum: Optimum | None = None, second: str | None = None) -> None:
+                optimum: Optimum | None = None, second: str | None = None,
+                baselines: dict[str, Candidate] | None = None, proxy: str = "weighted") -> None:
     """Every trial against the proxy (size, or the second objective), the front, the budget, the exact
-    optimum and the retrained candidates."""
+    optimum, the baselines' plans and the retrained candidates."""
     key = second or "size_bytes"
     scale, unit = {"size_bytes": (1e-6, "file size (MB)"), "latency_s": (1e3, "predicted latency (ms)"),
                    "energy_j": (1e3, "predicted energy (mJ)")}[key]
@@ -82,6 +86,9 @@ def plot_pareto(path: Path, cands: list[Candidate], front: list[Candidate], budg
     if optimum is not None:
         ax.scatter([optimum.totals[key] * scale], [optimum.score], marker="x", s=90, c="k", zorder=6,
                    label="exact optimum (separable)")
+    for (label, cand), marker in zip((baselines or {}).items(), ("s", "^", "v", "P")):
+        ax.scatter([cand.totals[key] * scale], [cand.proxy], marker=marker, s=45, facecolors="none",
+                   edgecolors="tab:purple", zorder=6, label=label)
     for i, (cand, test_accuracy) in enumerate(retrained):
         marker = "*" if cand is chosen else "D"
         ax.scatter([cand.totals[key] * scale], [cand.proxy], marker=marker, s=120 if cand is chosen else 40,
@@ -89,7 +96,8 @@ def plot_pareto(path: Path, cands: list[Candidate], front: list[Candidate], budg
         ax.annotate(f"{test_accuracy:.1%}", (cand.totals[key] * scale, cand.proxy),
                     textcoords="offset points", xytext=(6, 6 + 11 * i), fontsize=8)   # staggered: points can overlap
     ax.set_xlabel(unit + (f"; fp32 model is {format_size(baseline_bytes)}" if key == "size_bytes" else ""))
-    ax.set_ylabel("proxy: summed relative output error")
+    ax.set_ylabel(PROXY_LABEL.get(proxy, "proxy"))
+    ax.set_yscale("symlog", linthresh=max(min((c.proxy for c in feasible if c.proxy > 0), default=1e-3), 1e-6))
     ax.set_title("Search: every trial (retrained: test accuracy; star: exported)")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
@@ -146,12 +154,15 @@ def write_report(path: Path, summary: dict, plan: Plan, chosen_bytes: dict[str, 
         f"({summary['search']['gap_to_exact_optimum']:+.2%}). {len(summary['retrained'])} retrained "
         f"({summary['config']['finetune_epochs']} epochs each):",
         "",
-        "| trial | proxy | size (B) | val. acc. compressed | val. acc. fine-tuned | kept | test acc. |",
-        "|---|---|---|---|---|---|---|",
-        *(f"| {r['trial']} | {r['proxy']:.4f} | {r['size_bytes']:,} | {r['val_before']:.2%} | "
+        "| trial | proxy | output divergence, measured | size (B) | val. acc. compressed | val. acc. fine-tuned | kept "
+        "| test acc. |",
+        "|---|---|---|---|---|---|---|---|",
+        *(f"| {r['trial']} | {r['proxy']:.4g} | {r.get('end_to_end_divergence', float('nan')):.4g} | {r['size_bytes']:,} | "
+          f"{r['val_before']:.2%} | "
           f"{r['val_after']:.2%} | {'fine-tuned' if r['fine_tuned_kept'] else 'compressed'} | "
           f"{r['test_accuracy']:.2%} |" for r in summary["retrained"]),
         "",
+        *_baselines_text(summary),
         "![Pareto](pareto.png)",
         "",
         "## Per-layer choices",
@@ -164,6 +175,20 @@ def write_report(path: Path, summary: dict, plan: Plan, chosen_bytes: dict[str, 
         "",
     ]
     path.write_text("\n".join(lines))
+
+
+def _baselines_text(summary: dict) -> list[str]:
+    """The plans a search-free practitioner would pick, from the same tables (benchmarks/search_quality.py retrains them)."""
+    rows = summary["search"].get("baselines", {})
+    if not rows:
+        return []
+    f = summary["final"]
+    return ["Against plans chosen without a search (same tables; not retrained):", "",
+            "| plan | proxy | size (B) | predicted latency | predicted energy |", "|---|---|---|---|---|",
+            f"| exported (trial {f['trial']}) | {f['proxy']:.4g} | {f['size_bytes']:,} | "
+            f"{_budget_text('latency_s', f['latency_s'])} | {_budget_text('energy_j', f['energy_j'])} |",
+            *(f"| {label} | {r['proxy']:.4g} | {r['size_bytes']:,} | {_budget_text('latency_s', r['latency_s'])} | "
+              f"{_budget_text('energy_j', r['energy_j'])} |" for label, r in rows.items()), ""]
 
 
 def _budget_text(key: str, value: float) -> str:
