@@ -1,11 +1,21 @@
-"""Does the proxy rank plans as accuracy does? Plans scored by proxy and by real test metrics.
+"""Which proxy predicts accuracy after retraining? Plans scored by each proxy, then retrained and tested.
 
-    python benchmarks/proxy_fidelity.py     # writes results/benchmarks/proxy_fidelity.{json,png}
+    python benchmarks/proxy_fidelity.py      # writes results/benchmarks/proxy_fidelity.{json,md,png}
 
-Plans: the study's warm start at budgets from 20 MB down to 0.6 MB, plus random plans drawn
-from each layer's non-dominated options. Each is applied to the cached ResNet-18 without
-fine-tuning, and evaluated on the test split (accuracy and cross-entropy). Reported: Spearman
-rank correlation of the proxy with test loss and with test error.
+On resnet18_digits and lenet5_digits (cortex-a76), at six file budgets each, down to near the
+smallest feasible size: the exact optimum of the plain sum and of the sensitivity-weighted sum,
+the greedy plan, and three random plans (a random option per layer, repaired into the budget as
+the study repairs). Every plan is fine-tuned with the default retraining recipe and tested.
+Proxies compared:
+
+- sum:        the sum over layers of the relative output errors e_l
+- sum of squares: sum e_l^2
+- weighted:   sum s_l e_l^2, s_l the layer's measured sensitivity (hwsearch's default)
+- end-to-end: KL divergence of the whole compressed model's outputs from the original's on the
+              256 calibration images, before fine-tuning
+
+Reported: Spearman rank correlation of each proxy with test error after retraining (and before),
+per model and pooled over both.
 """
 from __future__ import annotations
 
@@ -13,91 +23,139 @@ import copy
 import json
 import random
 from datetime import datetime, timezone
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
 
-from cost_models import load_target, make_cost_model  # noqa: E402
-from hwsearch import artifact  # noqa: E402
+from tables import OUT, tables  # noqa: E402
+from hwsearch.budget import Budgets  # noqa: E402
 from hwsearch.compress import apply_  # noqa: E402
-from hwsearch.cost_table import build_cost_table  # noqa: E402
-from hwsearch.layer_graph import LayerGraph  # noqa: E402
-from hwsearch.options import layer_options  # noqa: E402
-from hwsearch.proxy import build_proxy_table  # noqa: E402
-from hwsearch.study import greedy_plan, non_dominated  # noqa: E402
-from hwsearch.workload import load_workload  # noqa: E402
+from hwsearch.config import RunConfig  # noqa: E402
+from hwsearch.knapsack import exact_optimum  # noqa: E402
+from hwsearch.proxy import PlanScorer  # noqa: E402
+from hwsearch.retrain import retrain  # noqa: E402
+from hwsearch.study import SearchConfig, _Repair, greedy_plan, search_space  # noqa: E402
+from hwsearch.training import TrainConfig  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-BUDGETS_MB = (20, 10, 5, 3, 2, 1.5, 1, 0.8, 0.6)
-N_RANDOM = 12
+BUDGETS = {"resnet18_digits": (2_000_000, 1_000_000, 800_000, 600_000, 500_000, 420_000),
+           "lenet5_digits": (16_000, 8_000, 5_300, 4_000, 3_600, 3_200)}
+N_RANDOM = 3
+PROXIES = ("sum", "sum of squares", "weighted", "end-to-end")
+
+
+def candidates(t, rng: random.Random) -> list[tuple[str, int, dict[str, int]]]:
+    plain, weighted = t.proxy.combined("sum"), t.proxy
+    out = []
+    for budget in BUDGETS[t.work.model_spec["name"]]:
+        budgets = Budgets(size_bytes=budget)
+        space = search_space(plain, t.costs, SearchConfig(budgets))
+        for kind, proxy in (("exact optimum, sum", plain), ("exact optimum, weighted", weighted)):
+            found = exact_optimum(proxy.scores, t.costs, budgets, search_space(proxy, t.costs, SearchConfig(budgets)))
+            out.append((kind, budget, found.choice))
+        out.append(("greedy, sum", budget, greedy_plan(space, plain, t.costs, budget)))
+        repair = _Repair(plain, t.costs, budgets, space)
+        for _ in range(N_RANDOM):
+            choice = {name: rng.choice(space[name]) for name in t.names}
+            out.append(("random", budget, repair(choice, t.costs.totals(choice))))
+    return out
 
 
 @torch.no_grad()
-def evaluate(model, split) -> tuple[float, float]:
+def test_figures(model, split) -> tuple[float, float]:
     logits = model.eval()(split.x)
-    return (logits.argmax(1) == split.y).float().mean().item(), F.cross_entropy(logits, split.y).item()
+    return (logits.argmax(1) == split.y).float().mean().item(), torch.nn.functional.cross_entropy(logits, split.y).item()
+
+
+def measure(model_name: str, recipe: TrainConfig, progress: Progress) -> list[dict]:
+    t = tables(model_name, progress=progress)
+    scorer = PlanScorer(t.work.model, t.calibration)
+    plans = candidates(t, random.Random(0))
+    task = progress.add_task(f"{model_name}: retraining {len(plans)} plans", total=len(plans))
+    rows = []
+    for kind, budget, choice in plans:
+        plan = t.plan(choice)
+        errors = np.array([t.proxy.errors[n][i] for n, i in choice.items()])
+        sensitivity = np.array([t.proxy.sensitivity[n] for n in choice])
+        compressed = apply_(copy.deepcopy(t.work.model), plan)
+        before, loss_before = test_figures(compressed, t.work.data.test)
+        result = retrain(t.work.model, plan, t.work.data, recipe)
+        after, loss_after = test_figures(result.model, t.work.data.test)
+        rows.append({"model": model_name, "kind": kind, "budget_bytes": budget,
+                     "size_bytes": int(t.costs.totals(choice)["size_bytes"]),
+                     "sum": float(errors.sum()), "sum of squares": float(np.square(errors).sum()),
+                     "weighted": float((sensitivity * np.square(errors)).sum()), "end-to-end": scorer(plan),
+                     "test_accuracy_before": before, "test_loss_before": loss_before,
+                     "test_accuracy": after, "test_loss": loss_after,
+                     "plan": {n: o.label for n, o in plan.items()}})
+        progress.advance(task)
+    return rows
+
+
+def correlations(rows: list[dict]) -> dict:
+    return {proxy: {"after_retraining": spearmanr([r[proxy] for r in rows], [1 - r["test_accuracy"] for r in rows]).statistic,
+                    "before_retraining": spearmanr([r[proxy] for r in rows],
+                                                   [1 - r["test_accuracy_before"] for r in rows]).statistic}
+            for proxy in PROXIES}
 
 
 def main() -> None:
+    config = RunConfig()
+    recipe = TrainConfig(epochs=config.finetune_epochs, max_lr=config.finetune_lr, seed=0, max_shift=1,
+                         distill=config.finetune_distill, schedule=config.finetune_schedule)
     with Progress() as progress:
-        work = load_workload("resnet18_digits", progress=progress)
-        layers = LayerGraph.trace(work.model, work.data.train.x[:1]).compressible()
-        names = [l.name for l in layers]
-        options = {l.name: layer_options(l) for l in layers}
-        fixed = artifact.fixed_bytes(work.model, model_spec=work.model_spec, layer_names=names)
-        costs = build_cost_table(make_cost_model("analytical", load_target("cortex-a76")), layers, options, fixed)
-        proxy = build_proxy_table(work.model, layers, options, work.data.train.x[:256], progress)
-        space = {n: non_dominated(proxy.errors[n], costs.column(n, "weight_bytes")) for n in names}
-        rng = random.Random(0)
-        plans = [("warm start", mb, greedy_plan(space, proxy, costs, int(mb * 1e6))) for mb in BUDGETS_MB]
-        plans += [("random", None, {n: rng.choice(space[n]) for n in names}) for _ in range(N_RANDOM)]
-        rows = []
-        task = progress.add_task("evaluating plans", total=len(plans))
-        for kind, mb, choice in plans:
-            model = apply_(copy.deepcopy(work.model), {n: options[n][i] for n, i in choice.items()})
-            acc, loss = evaluate(model, work.data.test)
-            rows.append({"kind": kind, "budget_mb": mb, "size_bytes": int(costs.totals(choice)["size_bytes"]),
-                         "proxy": float(sum(proxy.errors[n][i] for n, i in choice.items())),
-                         "test_accuracy": acc, "test_loss": loss})
-            progress.advance(task)
-    proxies = [r["proxy"] for r in rows]
-    out = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": "resnet18_digits", "target": "cortex-a76", "calibration_images": 256, "fine_tuned": False,
-        "spearman_proxy_vs_test_loss": spearmanr(proxies, [r["test_loss"] for r in rows]).statistic,
-        "spearman_proxy_vs_test_error": spearmanr(proxies, [1 - r["test_accuracy"] for r in rows]).statistic,
-        "baseline_test_accuracy": work.test_accuracy,
-        "plans": rows,
-    }
-    folder = ROOT / "results" / "benchmarks"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "proxy_fidelity.json").write_text(json.dumps(out, indent=1) + "\n")
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for kind, colour in (("warm start", "tab:blue"), ("random", "tab:gray")):
-        pts = [r for r in rows if r["kind"] == kind]
-        ax.scatter([r["proxy"] for r in pts], [r["test_accuracy"] for r in pts], c=colour, label=kind)
+        rows = [row for name in BUDGETS for row in measure(name, recipe, progress)]
+    spearman = {name: correlations([r for r in rows if r["model"] == name]) for name in BUDGETS}
+    spearman["both"] = correlations(rows)
+    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "target": "cortex-a76",
+           "calibration_images": 256, "retraining": {k: getattr(recipe, k) for k in ("epochs", "max_lr", "distill",
+                                                                                  "schedule")},
+           "spearman_with_test_error": spearman, "plans": rows}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "proxy_fidelity.json").write_text(json.dumps(out, indent=1) + "\n")
+    lines = ["# Proxy fidelity: Spearman correlation with test error", "",
+             f"{len(rows)} plans ({', '.join(f'{sum(r['model'] == n for r in rows)} on {n}' for n in BUDGETS)}): "
+             "exact optima, greedy and random plans at six budgets each, each fine-tuned with the default recipe "
+             f"({recipe.epochs} epochs). Command: `python benchmarks/proxy_fidelity.py`.", "",
+             "| proxy | " + " | ".join(f"{n}, after retraining | {n}, before" for n in spearman) + " |",
+             "|---|" + "---|---|" * len(spearman)]
+    for proxy in PROXIES:
+        lines.append(f"| {proxy} | " + " | ".join(f"{spearman[n][proxy]['after_retraining']:.3f} | "
+                                                   f"{spearman[n][proxy]['before_retraining']:.3f}" for n in spearman) + " |")
+    lines += ["", "| model | plan | budget | size | sum | weighted | end-to-end | test acc. before | after |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        if r["budget_mb"]:
-            ax.annotate(f"{r['budget_mb']:g} MB", (r["proxy"], r["test_accuracy"]), fontsize=7,
-                        textcoords="offset points", xytext=(4, 3))
-    ax.set_xscale("symlog", linthresh=0.1)
-    ax.set_xlabel("proxy (summed relative output error)")
-    ax.set_ylabel("test accuracy, no fine-tuning")
-    ax.set_title(f"Proxy vs accuracy (Spearman vs loss {out['spearman_proxy_vs_test_loss']:.2f})")
-    ax.legend(fontsize=8)
+        lines.append(f"| {r['model']} | {r['kind']} | {r['budget_bytes']:,} | {r['size_bytes']:,} | {r['sum']:.3f} | "
+                     f"{r['weighted']:.4f} | {r['end-to-end']:.3f} | {r['test_accuracy_before']:.1%} | "
+                     f"{r['test_accuracy']:.1%} |")
+    (OUT / "proxy_fidelity.md").write_text("\n".join(lines) + "\n")
+    plot(rows, spearman)
+    print("\n".join(lines[:8 + len(PROXIES)]))
+
+
+def plot(rows: list[dict], spearman: dict) -> None:
+    shown = ("sum", "weighted", "end-to-end")
+    fig, axes = plt.subplots(len(BUDGETS), len(shown), figsize=(11, 6.5), dpi=100, squeeze=False)
+    colours = {"exact optimum, sum": "tab:blue", "exact optimum, weighted": "tab:orange", "greedy, sum": "tab:green",
+               "random": "0.5"}
+    for row_axes, name in zip(axes, BUDGETS):
+        mine = [r for r in rows if r["model"] == name]
+        for ax, proxy in zip(row_axes, shown):
+            for kind, colour in colours.items():
+                pts = [r for r in mine if r["kind"] == kind]
+                ax.scatter([r[proxy] for r in pts], [r["test_accuracy"] for r in pts], s=18, c=colour, label=kind)
+            ax.set_xscale("log")
+            ax.set_title(f"{name}: {proxy} (rho {spearman[name][proxy]['after_retraining']:.2f})", fontsize=9)
+            ax.set_xlabel(proxy, fontsize=8)
+            ax.set_ylabel("test accuracy after retraining", fontsize=8)
+    axes[0][0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(folder / "proxy_fidelity.png")
-    print(json.dumps({k: v for k, v in out.items() if k != "plans"}, indent=1))
-    for r in rows:
-        print(f"{r['kind']:>10} {r['budget_mb'] or '':>5} {r['size_bytes']:>11,} proxy {r['proxy']:8.3f} "
-              f"acc {r['test_accuracy']:.4f} loss {r['test_loss']:.4f}")
+    fig.savefig(OUT / "proxy_fidelity.png")
 
 
 if __name__ == "__main__":

@@ -18,3 +18,19 @@ def test_the_gpu_benchmark_runs_on_the_cpu_and_writes_its_report(tmp_path):
     saved = json.loads((tmp_path / "gpu_latency.json").read_text())
     assert saved["device"] == "cpu" and saved["batch_4"]["n"] == 3
     assert (tmp_path / "gpu_latency.md").read_text().startswith("# Measured on cpu against target host-torch")
+
+
+def test_the_torch_pruning_baseline_fits_the_budget_and_still_runs():
+    import torch
+
+    import search_quality
+    from hwsearch.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("lenet5_digits").eval()
+    example = torch.randn(1, 1, 8, 8)
+    full = search_quality.fp32_bytes(model)
+    pruned = search_quality.torch_pruned(model, example, full // 4)
+    assert search_quality.fp32_bytes(pruned) <= full // 4 < search_quality.fp32_bytes(model)
+    assert pruned(example).shape == (1, 10)                        # the classifier keeps its ten outputs
+    assert search_quality.torch_pruned(model, example, 10) is None    # no ratio gets a model under 10 bytes
