@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 
 from hwsearch.budget import Budgets
 from hwsearch.cost_table import CostTable
 from hwsearch.errors import BudgetInfeasible, HwsearchError
+from hwsearch.journal import TrialSyncedJournal
 from hwsearch.knapsack import SEPARABLE, Optimum, exact_optimum, smallest
 from hwsearch.options import Option, Plan
 from hwsearch.proxy import ProxyTable
@@ -277,7 +277,7 @@ def run_study(*, proxy: ProxyTable, costs: CostTable, config: SearchConfig, stor
         score = float(sum(proxy.scores[name][index] for name, index in choice.items()))
         return score if not extra else (score, *(totals[k] for k in extra))
 
-    storage = JournalStorage(JournalFileBackend(str(storage_path)))
+    storage = JournalStorage(TrialSyncedJournal(str(storage_path)))
     study = optuna.create_study(study_name=study_name, storage=storage, sampler=_sampler(config, bool(extra)),
                                 directions=["minimize"] * (1 + len(extra)), load_if_exists=True)
     for fraction in (1.0, 0.9, 0.8) if config.warm_start else ():    # exact optima at and under the budgets
