@@ -26,7 +26,7 @@ from hwsearch.retrain import retrain
 from hwsearch.study import SearchConfig, search_space
 from hwsearch.training import TrainConfig
 
-BUDGETS = {"resnet18_digits": (800_000, 600_000, 500_000, 420_000, 390_000),
+BUDGETS = {"resnet18_digits": (600_000, 500_000, 420_000, 390_000),
            "lenet5_digits": (5_300, 4_000, 3_600, 3_200)}
 BASE = TrainConfig(epochs=2, max_lr=0.01)
 RECIPES = {
@@ -35,7 +35,6 @@ RECIPES = {
     "4 epochs": replace(BASE, epochs=4),
     "8 epochs": replace(BASE, epochs=8),
     "2 epochs, cosine": replace(BASE, schedule="cosine"),
-    "2 epochs, constant lr": replace(BASE, schedule="constant"),
     "2 epochs, peak lr 0.003": replace(BASE, max_lr=0.003),
     "2 epochs, peak lr 0.03": replace(BASE, max_lr=0.03),
     "2 epochs, distillation 0.5": replace(BASE, distill=0.5),

@@ -118,12 +118,13 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     finetune = TrainConfig(epochs=config.finetune_epochs, max_lr=config.finetune_lr, seed=config.seed,
                            max_shift=data.max_shift, schedule=config.finetune_schedule, distill=config.finetune_distill)
     retrained, measured, divergence = [], {}, PlanScorer(model, calibration)   # measured: end-to-end, per trial
+    metric = "accuracy" if data.metric_name == "top-1 accuracy" else data.metric_name
     for rank, cand in enumerate(top, start=1):
         result = retrain(model, cand.plan(options), data, finetune, progress,
                          description=f"retraining candidate {rank}/{len(top)} (trial {cand.trial})")
         retrained.append((cand, result))
         measured[cand.trial] = divergence(cand.plan(options))
-        say(f"candidate trial {cand.trial}: {int(cand.totals['size_bytes']):,} B; validation accuracy "
+        say(f"candidate trial {cand.trial}: {int(cand.totals['size_bytes']):,} B; validation {metric} "
             f"{result.val_before:.2%} compressed, {result.val_after:.2%} fine-tuned; kept "
             f"{'fine-tuned' if result.fine_tuned else 'compressed'} weights (test {result.test_accuracy:.2%})")
     chosen, best = max(retrained, key=lambda pair: (pair[1].val_accuracy, -pair[0].proxy))
