@@ -27,7 +27,7 @@ import onnx
 import torch
 from torch import nn
 
-from hwsearch.compress import CompressedLayer
+from hwsearch.compress import CompressedLayer, Step
 
 OPSET = 17
 _WEIGHT_OPS = {"Conv", "Gemm", "MatMul"}     # what torch's exporter makes of Conv2d and Linear
@@ -36,12 +36,12 @@ _WEIGHT_OPS = {"Conv", "Gemm", "MatMul"}     # what torch's exporter makes of Co
 def plain_(model: nn.Module) -> nn.Module:
     """Replace every `CompressedLayer` in `model` by plain modules computing the same function.
 
-    A full-rank layer becomes an `nn.Conv2d` or `nn.Linear` holding its exported weight
-    (masked and dequantized) and bias; a low-rank layer an `nn.Sequential` of its two
-    smaller layers (conv: r filters of the original kernel, stride, padding and dilation,
-    then a 1x1 conv r -> K with the bias; linear: two Linear layers). In place; returns
-    `model`, or its replacement when `model` itself is a compressed layer. A layer shared
-    by several parents stays shared.
+    Each step of a layer's structure becomes an `nn.Conv2d` or `nn.Linear` holding its
+    exported weight (masked and dequantized); a chain of steps an `nn.Sequential` (a rank-r
+    SVD of a conv: r filters of the original kernel, stride, padding and dilation, then a
+    1x1 conv r -> K with the bias); several chains a `Sum` of them (low rank plus sparse).
+    In place; returns `model`, or its replacement when `model` itself is a compressed layer.
+    A layer shared by several parents stays shared.
     """
     if isinstance(model, CompressedLayer):
         return _plain_layer(model)
@@ -56,25 +56,41 @@ def plain_(model: nn.Module) -> nn.Module:
     return model
 
 
+class Sum(nn.Module):
+    """The sum of its branches' outputs on one input (a layer stored as low rank plus sparse)."""
+
+    def __init__(self, *branches: nn.Module):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.branches[0](x)
+        for branch in self.branches[1:]:
+            out = out + branch(x)
+        return out
+
+
 def _plain_layer(layer: CompressedLayer) -> nn.Module:
     with torch.no_grad():
         weights = [factor().detach().clone() for factor in layer.factors]   # (rows, cols) each
         bias = None if layer.bias is None else layer.bias.detach().clone()
-    if layer.kind == "linear":
-        if len(weights) == 1:
-            plain = _linear(weights[0], bias)
-        else:
-            plain = nn.Sequential(_linear(weights[0], None), _linear(weights[1], bias))
-    else:
-        k, cg, kh, kw = layer.weight_shape
-        conv = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation)
-        if len(weights) == 1:
-            plain = _conv(weights[0].view(k, cg, kh, kw), bias, groups=layer.groups, **conv)
-        else:
-            first, second = weights                                       # (r, cg*kh*kw), (K, r)
-            plain = nn.Sequential(_conv(first.view(-1, cg, kh, kw), None, groups=1, **conv),
-                                  _conv(second[:, :, None, None], bias, groups=1))
+    chains = []
+    for i, chain in enumerate(layer.structure):
+        modules = []
+        for j, step in enumerate(chain):
+            step_bias = bias if (i == 0 and j == len(chain) - 1) else None
+            modules.append(_step_module(step, weights[step.factor], step_bias))
+        chains.append(modules[0] if len(modules) == 1 else nn.Sequential(*modules))
+    plain = chains[0] if len(chains) == 1 else Sum(*chains)
     return plain.train(layer.training)
+
+
+def _step_module(step: Step, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    if step.kernel is None:
+        return _linear(weight, bias)
+    kernel = weight.view(step.out_channels, step.in_channels // step.groups, *step.kernel)
+    return _conv(kernel, bias, groups=step.groups, stride=step.stride, padding=step.padding,
+                 dilation=step.dilation)
 
 
 def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
@@ -148,15 +164,18 @@ def _export(plain: nn.Module, example_input: torch.Tensor, path: Path) -> None:
 
 
 def _weight_modules(model: nn.Module, name: str) -> list[nn.Module]:
-    """The Conv2d / Linear modules a plain layer consists of: one, or two for low rank."""
+    """The Conv2d / Linear modules a plain layer consists of, in the order it runs them."""
     try:
         module = model.get_submodule(name)
     except AttributeError:
         return []
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         return [module]
-    if isinstance(module, nn.Sequential) and all(isinstance(m, (nn.Conv2d, nn.Linear)) for m in module):
-        return list(module)
+    parts = list(module.modules())[1:]
+    weighted = [m for m in parts if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if isinstance(module, (nn.Sequential, Sum)) and all(isinstance(m, (nn.Conv2d, nn.Linear, nn.Sequential,
+                                                                      nn.ModuleList)) for m in parts):
+        return weighted
     return []
 
 

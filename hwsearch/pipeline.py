@@ -82,8 +82,15 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     layers = graph.compressible()
     names = [layer.name for layer in layers]
     options = {layer.name: layer_options(layer) for layer in layers}
+    # the proxy pass fits every option and measures its exact bytes, which the cost table then reads
+    calibration = data.train.take(config.calibration_size)
+    proxy, reused = cached_proxy_table(model, layers, options, calibration,
+                                       Path(config.cache_dir or default_cache_dir()), progress)
+    say(f"proxy table: {'from cache' if reused else 'computed'}")
+    lap("tables_proxy")
+
     fixed = artifact.fixed_bytes(model, model_spec=workload.model_spec, layer_names=names)
-    costs = build_cost_table(make_cost_model("analytical", target), layers, options, fixed, graph)
+    costs = build_cost_table(make_cost_model("analytical", target), layers, options, fixed, graph, proxy.sizes)
     budgets = search.budgets
     baseline_choice = {name: options[name].index(Option()) for name in names}
     baseline = costs.totals(baseline_choice)
@@ -91,12 +98,6 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     say(f"{len(layers)} compressible layers, {sum(map(len, options.values()))} (layer, option) pairs; "
         f"fp32 file {int(baseline['size_bytes']):,} bytes; budgets {limits}")
     lap("tables_cost")
-
-    calibration = data.train.take(config.calibration_size)
-    proxy, reused = cached_proxy_table(model, layers, options, calibration,
-                                       Path(config.cache_dir or default_cache_dir()), progress)
-    say(f"proxy table: {'from cache' if reused else 'computed'}")
-    lap("tables_proxy")
 
     searched = run_study(proxy=proxy, costs=costs, config=search, storage_path=out / "study.journal",
                          study_name=run_id, progress=progress)
@@ -115,7 +116,8 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     retrained = []
     for rank, cand in enumerate(top, start=1):
         result = retrain(model, cand.plan(options), data, finetune, progress,
-                         description=f"retraining candidate {rank}/{len(top)} (trial {cand.trial})")
+                         description=f"retraining candidate {rank}/{len(top)} (trial {cand.trial})",
+                         calibration=calibration)
         retrained.append((cand, result))
         say(f"candidate trial {cand.trial}: {int(cand.totals['size_bytes']):,} B; validation accuracy "
             f"{result.val_before:.2%} compressed, {result.val_after:.2%} fine-tuned; kept "

@@ -5,15 +5,17 @@ inputs (captured from the original model) and compared with the original outputs
 
     error = ||y - y_hat||_F / ||y||_F            y: (N, C_out, H, W) or (N, out)
 
-Relative, so that layers of very different scale can be summed. Computed once before
-the search (the search only reads this table) and cached on disk under a key made of
-everything it depends on: the weights, the calibration images and the option grid.
+Relative, so that layers of very different scale can be summed. The same pass records the
+exact bytes each fitted option takes in the file (sparse positions and codebook indices
+make it data-dependent), which the cost table and the search read as the size. Computed
+once before the search (the search only reads this table) and cached on disk under a key
+made of everything it depends on: the weights, the calibration images and the option grid.
 """
 from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,17 +23,20 @@ import torch
 from torch import nn
 
 from hwsearch.compress import compress, svd
+from hwsearch.compress import Fitter, layer_nbytes
 from hwsearch.layer_graph import Layer
 from hwsearch.options import Option
 
-PROXY_VERSION = 1   # bump when the error definition changes, so old cache entries are not reused
+PROXY_VERSION = 2   # bump when the error definition changes, so old cache entries are not reused
 
 
 @dataclass(frozen=True)
 class ProxyTable:
-    """errors[layer name][i] is the relative output error of options[layer name][i]."""
+    """errors[layer name][i] is the relative output error of options[layer name][i];
+    sizes[layer name][i] the exact bytes that option takes in the file (empty: not measured)."""
     options: dict[str, list[Option]]
     errors: dict[str, np.ndarray]
+    sizes: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def capture_inputs(model: nn.Module, layers: list[Layer], calibration: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -53,26 +58,27 @@ def capture_inputs(model: nn.Module, layers: list[Layer], calibration: torch.Ten
 @torch.no_grad()
 def build_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
                       calibration: torch.Tensor, progress=None) -> ProxyTable:
-    """Relative feature-map reconstruction error of every option of every layer."""
+    """Relative feature-map reconstruction error, and exact bytes, of every option of every layer."""
     inputs = capture_inputs(model, layers, calibration)
     task = progress.add_task("proxy table", total=sum(len(options[l.name]) for l in layers)) if progress else None
-    errors = {}
+    errors, sizes = {}, {}
     for layer in layers:
         module = model.get_submodule(layer.name)
         x = inputs[layer.name]
         y = module(x)
         norm = y.norm().clamp_min(1e-12)
-        cached = svd(module) if any(o.rank for o in options[layer.name]) else None
-        row = []
+        fitter = Fitter(module, x)          # decompositions shared by the layer's options
+        row, size = [], []
         for option in options[layer.name]:
-            y_hat = compress(module, option, svd_cache=cached)(x)
-            row.append(((y - y_hat).norm() / norm).item())
+            compressed = compress(module, option, fitter=fitter)
+            row.append(((y - compressed(x)).norm() / norm).item())
+            size.append(layer_nbytes(compressed))
             if progress:
                 progress.advance(task)
-        errors[layer.name] = np.asarray(row)
+        errors[layer.name], sizes[layer.name] = np.asarray(row), np.asarray(size, dtype=np.int64)
     if progress:
         progress.remove_task(task)
-    return ProxyTable(options, errors)
+    return ProxyTable(options, errors, sizes)
 
 
 def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
@@ -93,13 +99,14 @@ def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str,
         try:
             with np.load(path) as saved:
                 errors = {layer.name: saved[layer.name] for layer in layers}
-            if all(len(errors[l.name]) == len(options[l.name]) for l in layers):
-                return ProxyTable(options, errors), True
+                sizes = {layer.name: saved[f"bytes:{layer.name}"] for layer in layers}
+            if all(len(errors[l.name]) == len(sizes[l.name]) == len(options[l.name]) for l in layers):
+                return ProxyTable(options, errors, sizes), True
         except (OSError, ValueError, KeyError):
             pass
     table = build_proxy_table(model, layers, options, calibration, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **table.errors)
+    np.savez(tmp, **table.errors, **{f"bytes:{name}": size for name, size in table.sizes.items()})
     os.replace(tmp, path)
     return table, False

@@ -83,6 +83,12 @@ def test_gradients_flow_through_quantization_and_masks_stay_fixed():
     assert int((layer.effective_weight() != 0).sum()) <= kept_count(128, 0.5)
 
 
-def test_rank_on_grouped_conv_is_refused():
-    with pytest.raises(ValueError, match="ungrouped"):
-        compress(torch.nn.Conv2d(4, 4, 3, groups=2), Option(rank=1))
+def test_grouped_conv_is_factorised_per_group():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1, groups=2)                 # two groups of 3 x (2*9)
+    x = torch.randn(2, 4, 5, 5)
+    full = compress(conv, Option(rank=3))                                 # full rank of each group
+    torch.testing.assert_close(full(x), conv(x), atol=1e-5, rtol=1e-5)
+    assert [tuple(f.weight.shape) for f in full.factors] == [(6, 18), (6, 3)]
+    with pytest.raises(ValueError, match="at most 3"):
+        compress(conv, Option(rank=4))

@@ -38,3 +38,40 @@ def test_labels_are_unique_per_layer(tiny, example):
     for layer in LayerGraph.trace(tiny, example).compressible():
         labels = [o.label for o in layer_options(layer)]
         assert len(set(labels)) == len(labels)
+
+
+NEW = [Option(method="tucker2", rank=3, rank_out=5, bits=4, codebook=16, data_aware=True),
+       Option(method="spatial", rank=2, sparsity=0.5), Option(bits=5, codebook=32, init="forgy"),
+       Option(method="lowrank_sparse", rank=0, density=0.1), Option(rank=4, data_aware=True)]
+
+
+@pytest.mark.parametrize("option", NEW, ids=[o.label for o in NEW])
+def test_version_2_options_round_trip_and_have_unique_labels(option):
+    assert Option.from_dict(option.to_dict()) == option
+    assert option.to_dict()["version"] == 2
+    assert len({o.label for o in NEW + [Option(), Option(rank=4)]}) == len(NEW) + 2
+
+
+def test_version_1_dicts_load_as_the_option_they_meant():
+    assert Option.from_dict({"version": 1, "rank": 16, "sparsity": 0.5, "bits": 4}) == Option(rank=16, sparsity=0.5,
+                                                                                            bits=4, method="svd")
+    assert Option.from_dict({"rank": None, "sparsity": 0.0, "bits": 8}).method == "dense"
+    assert Option(rank=16, bits=4).label == "r16-b4" and Option(sparsity=0.9, bits=4).label == "s0.9-b4"
+    with pytest.raises(ValueError, match="version-1 option has only"):
+        Option.from_dict({"version": 1, "rank": 4, "method": "svd"})
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"method": "magic"}, "method must be one of"),
+    ({"method": "tucker2", "rank": 2}, "rank_out"),
+    ({"rank": 2, "rank_out": 2}, "tucker2 only"),
+    ({"method": "lowrank_sparse", "rank": 0}, "rank > 0 or density > 0"),
+    ({"density": 0.1}, "lowrank_sparse only"),
+    ({"bits": 12, "codebook": 16}, "bits from 2 to 8"),
+    ({"bits": 4, "codebook": 8}, "codebook must be"),
+    ({"init": "forgy"}, "needs a codebook"),
+    ({"data_aware": True}, "needs a low-rank method"),
+])
+def test_invalid_version_2_options_name_the_rule(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Option(**kwargs)

@@ -63,3 +63,19 @@ def test_unreadable_cache_entry_is_rebuilt(tiny, example, tmp_path):
         path.write_bytes(b"garbage")
     again, reused = cached_proxy_table(tiny, layers, options, x, tmp_path)
     assert not reused and all(np.array_equal(table.errors[n], again.errors[n]) for n in table.errors)
+
+
+def test_table_records_the_exact_bytes_of_every_fitted_option(tiny, example, tmp_path):
+    from hwsearch.compress import compress, layer_nbytes
+    from hwsearch.proxy import cached_proxy_table
+    layers = LayerGraph.trace(tiny, example).compressible()
+    grid = [Option(), Option(sparsity=0.9, bits=4, codebook=16), Option(bits=8)]
+    options = {l.name: grid for l in layers}
+    x = torch.randn(16, 1, 8, 8)
+    table, _ = cached_proxy_table(tiny, layers, options, x, tmp_path)
+    cached, reused = cached_proxy_table(tiny, layers, options, x, tmp_path)
+    assert reused
+    for layer in layers:
+        module = tiny.get_submodule(layer.name)
+        assert list(table.sizes[layer.name]) == [layer_nbytes(compress(module, o)) for o in grid]
+        assert np.array_equal(cached.sizes[layer.name], table.sizes[layer.name])

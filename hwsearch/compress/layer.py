@@ -1,0 +1,154 @@
+"""A compressed layer as a runnable module, and the verbs that make one.
+
+    apply_(model, {"layer1.0.conv1": Option(rank=16, bits=4), "fc": Option(sparsity=0.9)})
+    apply_(model, {"fc": Option(method="svd", rank=8, data_aware=True)}, calibration=images)
+
+`compress` fits one layer with its operator, prunes each factor by magnitude (unless the
+structure fixed its mask), and quantizes it: uniform per-row codes, or a k-means codebook
+(`sharing`). Data-aware options need the layer's calibration inputs: `apply_` captures
+them from the original model (every layer sees what the uncompressed model feeds it, as
+the proxy table does), so that retraining starts from the very fit the search priced.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from hwsearch.compress._base import Fitter, Geometry, Step, Structure, Svd, operator_for
+from hwsearch.compress.factors import Factor, magnitude_mask
+from hwsearch.compress.sharing import SharedFactor
+from hwsearch.errors import OptionError
+from hwsearch.options import Option, Plan
+
+
+class CompressedLayer(nn.Module):
+    """A conv or linear layer whose weight is a few factors arranged as `structure`."""
+
+    def __init__(self, geometry: Geometry, option: Option, structure: Structure,
+                 factors: list[Factor | SharedFactor], bias: torch.Tensor | None):
+        super().__init__()
+        self.geometry, self.option, self.structure = geometry, option, structure
+        self.factors = nn.ModuleList(factors)
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+
+    # read by older callers (onnx_export, results)
+    @property
+    def kind(self) -> str:
+        return self.geometry.kind
+
+    @property
+    def weight_shape(self) -> tuple[int, ...]:
+        return self.geometry.weight_shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = [factor() for factor in self.factors]
+        out = None
+        for i, chain in enumerate(self.structure):
+            y = x
+            for j, step in enumerate(chain):
+                last = i == 0 and j == len(chain) - 1
+                y = step.apply(y, weights[step.factor], self.bias if last else None)
+            out = y if out is None else out + y
+        return out
+
+    def effective_weight(self) -> torch.Tensor:
+        """The dense weight this layer applies, shaped like the original module's."""
+        weights = [factor() for factor in self.factors]
+        total = sum(_compose(chain, weights, self.geometry) for chain in self.structure)
+        return total.view(self.geometry.weight_shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.geometry.kind} {tuple(self.geometry.weight_shape)}, option={self.option.label}"
+
+
+def _compose(chain: tuple[Step, ...], weights: list[torch.Tensor], geometry: Geometry) -> torch.Tensor:
+    """One chain's steps as a single dense weight.
+
+    Linear: a product of matrices. Conv: consecutive steps compose when, along each spatial
+    axis, one of the two kernels is 1 wide with stride 1 (a 1x1 after a k x k, a 1 x kw
+    after a kh x 1): kernel[k, c, i, j] = sum_r second[k, r, i2, j2] * first[r, c, i1, j1].
+    """
+    first = chain[0]
+    if geometry.kind == "linear":
+        out = weights[first.factor]
+        for step in chain[1:]:
+            out = weights[step.factor] @ out
+        return out
+    g = first.groups
+    out = weights[first.factor].view(g, first.out_channels // g, first.in_channels // g, *first.kernel)
+    for step in chain[1:]:
+        second = weights[step.factor].view(g, step.out_channels // g, step.in_channels // g, *step.kernel)
+        a2, b2 = step.kernel
+        a1, b1 = out.shape[-2:]
+        combined = torch.einsum("gkrij,grcmn->gkcimjn", second, out)   # (G, K, C, a2, a1, b2, b1)
+        out = combined.reshape(g, second.shape[1], out.shape[2], a2 * a1, b2 * b1)
+    return out.reshape(geometry.out_channels, -1)
+
+
+def make_factor(matrix: torch.Tensor, mask: torch.Tensor | None, option: Option) -> Factor | SharedFactor:
+    """Prune `matrix` by magnitude (unless `mask` is given) and quantize it as `option` says."""
+    if mask is None and option.sparsity > 0:
+        mask = magnitude_mask(matrix, option.sparsity)
+    if option.codebook:
+        return SharedFactor.fit(matrix, mask, option.bits, option.codebook, option.init)
+    return Factor(matrix, mask, option.bits)
+
+
+def compress(module: nn.Conv2d | nn.Linear, option: Option, *, inputs: torch.Tensor | None = None,
+             svd_cache: Svd | None = None, fitter: Fitter | None = None) -> CompressedLayer:
+    """Compress one layer under `option`.
+
+    `inputs`: what the original model feeds this layer (data-aware options need them);
+    `svd_cache`: its weight's thin SVD, when trying many ranks; `fitter`: a `Fitter` shared
+    across options of this layer (holds both, and every other decomposition it computes).
+    """
+    fitter = fitter or Fitter(module, inputs, svd=svd_cache)
+    operator = operator_for(option)
+    structure = operator.structure(fitter.geometry, option)
+    fitted = operator.fit(fitter, option)
+    factors = [make_factor(matrix, mask, option) for matrix, mask in zip(fitted.matrices, fitted.masks)]
+    bias = fitted.bias if fitted.bias is not None else fitter.bias
+    return CompressedLayer(fitter.geometry, option, structure, factors, bias)
+
+
+def svd(module: nn.Conv2d | nn.Linear) -> Svd:
+    """Thin SVD of a layer's weight as a (K, n) matrix; cache it when trying many ranks."""
+    return Fitter(module).svd()
+
+
+def apply_(model: nn.Module, plan: Plan, *, calibration: torch.Tensor | None = None) -> nn.Module:
+    """Replace every layer named in `plan` by its compressed form, in place; returns `model`.
+
+    `calibration`: model inputs; data-aware options are fitted on what the original model
+    feeds their layer on them.
+    """
+    inputs: dict[str, torch.Tensor] = {}
+    aware = [name for name, option in plan.items() if option.data_aware]
+    if aware:
+        if calibration is None:
+            raise OptionError(f"options of {aware[:3]} are fitted to feature maps: pass calibration= (model inputs) "
+                              "to apply_")
+        inputs = capture_inputs(model, aware, calibration)
+    for name, option in plan.items():
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, compress(getattr(parent, child), option, inputs=inputs.get(name)))
+    return model
+
+
+def capture_inputs(model: nn.Module, names: list[str], calibration: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Inputs each named layer sees when `model` runs on `calibration` (in eval mode; the mode is restored)."""
+    inputs, hooks = {}, []
+    for name in names:
+        def hook(module, args, name=name):
+            inputs[name] = args[0].detach()
+        hooks.append(model.get_submodule(name).register_forward_pre_hook(hook))
+    was_training = model.training
+    try:
+        with torch.no_grad():
+            model.eval()(calibration)
+    finally:
+        for handle in hooks:
+            handle.remove()
+        model.train(was_training)
+    return inputs
