@@ -28,6 +28,7 @@ from torch import nn
 
 from hwsearch.compress import (CompressedLayer, Factor, Geometry, decode_layer, encode_layer, factor_shapes,
                                structure_of)
+from hwsearch.compress.channels import prune_channels_
 from hwsearch.compress.encoding import Reader, unpack_bits
 from hwsearch.errors import ArtifactError
 from hwsearch.models import LEGACY_NAMES, build_model, load_user_model
@@ -48,11 +49,27 @@ def _dense_items(model: nn.Module, layer_names: list[str]) -> list[tuple[str, to
 
     The same list comes out of the original model (`<layer>.weight` and `.bias` dropped) and
     of its compressed form (`<layer>.factors.*` and `.bias` dropped), so the header does not
-    depend on the plan.
+    depend on the plan. Batch norms of a pruned channel group are written at their original
+    width (zeros for the removed channels, which the loader slices away again).
     """
     skip = tuple(f"{name}.factors." for name in layer_names)
     own = {f"{name}.{p}" for name in layer_names for p in ("weight", "bias")}
-    return [(key, t) for key, t in model.state_dict().items() if key not in own and not key.startswith(skip)]
+    widen = {}
+    for name in layer_names:
+        choice = getattr(model.get_submodule(name), "channels", None)
+        if choice is not None:
+            widen.update({norm: choice for norm in choice.group.norms})
+    items = []
+    for key, t in model.state_dict().items():
+        if key in own or key.startswith(skip):
+            continue
+        choice = widen.get(key.rpartition(".")[0])
+        if choice is not None and t.dim() == 1:
+            full = torch.zeros(choice.group.channels, dtype=t.dtype)
+            full[list(choice.kept)] = t
+            t = full
+        items.append((key, t))
+    return items
 
 
 def _meta(model: nn.Module, model_spec: dict, layer_names: list[str]) -> bytes:
@@ -122,19 +139,28 @@ def load(path: str | Path) -> tuple[nn.Module, dict]:
         torch_dtype = getattr(torch, dtype)
         n_bytes = math.prod(shape) * torch.empty((), dtype=torch_dtype).element_size()
         dense[key] = torch.frombuffer(bytearray(reader.take(n_bytes)), dtype=torch_dtype).reshape(shape)
-    for name in meta["layers"]:
-        module = model.get_submodule(name)
-        layer = decode_layer(reader, module) if version == VERSION else _decode_v1_layer(reader, module)
-        parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, layer)
-    if reader.pos != len(body):
-        raise ArtifactError(f"{path} has {len(body) - reader.pos:,} unexpected trailing bytes; export it again")
+    # the dense state first: a pruned channel group then slices its batch norms as it prunes the layers
     missing, unexpected = model.load_state_dict(dense, strict=False)
     own = tuple(f"{name}." for name in meta["layers"])
     stray = sorted(k for k in missing if not k.startswith(own))
     if unexpected or stray:
         raise ArtifactError(f"{path} does not match model {meta['model']}: missing {stray[:3]}, "
                             f"unexpected {sorted(unexpected)[:3]}")
+    for name in meta["layers"]:
+        module = model.get_submodule(name)
+        if version == VERSION:
+            def prune(choice, name=name):
+                prune_channels_(model, choice)
+                return model.get_submodule(name)
+            layer = decode_layer(reader, module, prune)
+        else:
+            layer = _decode_v1_layer(reader, module)
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, child, layer)
+    if reader.pos != len(body):
+        raise ArtifactError(f"{path} has {len(body) - reader.pos:,} unexpected trailing bytes; export it again")
+    if version == 1:                        # version-1 biases are among the dense tensors
+        model.load_state_dict({k: v for k, v in dense.items() if k.startswith(own)}, strict=False)
     return model.eval(), meta
 
 

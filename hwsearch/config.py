@@ -26,6 +26,7 @@ class RunConfig:
     finetune_epochs: int = 2
     finetune_lr: float = 0.01       # one-cycle peak; a tenth of the pre-training peak
     calibration_size: int = 256     # training images whose activations feed the proxy
+    structured: bool = False        # also prune whole channels (channel groups searched as units; see units.py)
     seed: int = 0
     results_dir: str = "results"
     cache_dir: str | None = None    # trained-model cache; None: $HWSEARCH_CACHE or ~/.cache/hwsearch

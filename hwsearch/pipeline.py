@@ -24,11 +24,12 @@ from hwsearch.cost_table import build_cost_table
 from hwsearch.errors import HwsearchError
 from hwsearch.knapsack import smallest_for_score
 from hwsearch.layer_graph import LayerGraph
-from hwsearch.options import Option, layer_options
+from hwsearch.options import layer_options
 from hwsearch.proxy import cached_proxy_table
 from hwsearch.retrain import retrain
 from hwsearch.study import OBJECTIVES, SearchConfig, pareto_front, run_study, top_feasible
 from hwsearch.training import TrainConfig
+from hwsearch.units import baseline_index, merge_units, search_units
 from hwsearch.workload import default_cache_dir, load_workload
 
 
@@ -90,9 +91,15 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     lap("tables_proxy")
 
     fixed = artifact.fixed_bytes(model, model_spec=workload.model_spec, layer_names=names)
-    costs = build_cost_table(make_cost_model("analytical", target), layers, options, fixed, graph, proxy.sizes)
+    cost_model = make_cost_model("analytical", target)
+    costs = build_cost_table(cost_model, layers, options, fixed, graph, proxy.sizes)
+    if config.structured:             # channel groups become single units of the search
+        units = search_units(model, graph)
+        proxy, costs = merge_units(model, layers, units, proxy, costs, cost_model, calibration, progress)
+        options = proxy.options
+        say(f"structured pruning: {len(units)} channel groups searched as units")
     budgets = search.budgets
-    baseline_choice = {name: options[name].index(Option()) for name in names}
+    baseline_choice = {key: baseline_index(choices) for key, choices in options.items()}
     baseline = costs.totals(baseline_choice)
     limits = ", ".join(budgets.describe(k) for k in budgets.limits())
     say(f"{len(layers)} compressible layers, {sum(map(len, options.values()))} (layer, option) pairs; "
@@ -137,8 +144,8 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     lap("export")
 
     plan = chosen.plan(options)
-    original_bytes = {n: int(costs.column(n, "weight_bytes")[baseline_choice[n]]) for n in names}
-    chosen_bytes = {n: int(costs.column(n, "weight_bytes")[chosen.choice[n]]) for n in names}
+    original_bytes = {n: int(costs.column(n, "weight_bytes")[baseline_choice[n]]) for n in options}
+    chosen_bytes = {n: int(costs.column(n, "weight_bytes")[chosen.choice[n]]) for n in options}
     drop = workload.test_accuracy - reloaded_accuracy
     floor = {"max_drop": config.max_accuracy_drop / 100, "drop": drop,
              "met": drop <= config.max_accuracy_drop / 100 + 1e-12}

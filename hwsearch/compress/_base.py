@@ -166,10 +166,11 @@ class Fitter:
         return self.cached(("svd", g), lambda: torch.linalg.svd(self.matrix[self.group_rows(g)].double(),
                                                                 full_matrices=False))
 
-    def require_inputs(self, option: Option) -> torch.Tensor:
+    def require_inputs(self, option: Option | None = None) -> torch.Tensor:
         if self.inputs is None:
-            raise OptionError(f"option {option.label} fits the layer to its feature maps and needs its calibration "
-                              "inputs: pass inputs= to compress (apply_ and retrain take calibration=)")
+            what = f"option {option.label}" if option is not None else "this fit"
+            raise OptionError(f"{what} fits the layer to its feature maps and needs its calibration inputs: pass "
+                              "inputs= to compress (apply_ and retrain take calibration=)")
         return self.inputs
 
     def responses(self, option: Option) -> torch.Tensor:
@@ -195,7 +196,7 @@ class Fitter:
             return 0.01 * float(x.double().transpose(0, 1).reshape(x.shape[1], -1).var(dim=1).mean())
         return self.cached("ridge", compute)
 
-    def input_covariance(self, option: Option, g: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    def input_covariance(self, option: Option | None = None, g: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """(centred covariance (n, n), mean (n,)) of group g's input patches, float64."""
         def compute():
             x = self.require_inputs(option)

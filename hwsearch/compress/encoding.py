@@ -3,7 +3,11 @@
 Layer (little-endian):
 
     record   u8 method | u8 bits | u8 codebook bits | u8 flags | u32 rank | u32 rank_out
-             | u16 sparsity x 10^4 | u16 density x 10^4            16 bytes; flags: init, data-aware, bias
+             | u16 sparsity x 10^4 | u16 density x 10^4            16 bytes; flags: init, data-aware, bias,
+                                                                    channels
+    channels on the first layer of a pruned channel group: u32 n | the group (n bytes of JSON: producers,
+             norms, depthwise convs, consumers) | bitmask of the kept channels; the loader prunes the
+             architecture with it before it reads the group's layers
     bias     fp32 x K, when the layer has one
     factors  in structure order, each:
         u8 layout | u32 kept
@@ -51,7 +55,7 @@ INDEX_BITS = (4, 5, 6, 7, 8)
 MAX_CODE_BITS = 15
 NONE, BITMASK, RELATIVE = 0, 1, 2            # layout bits 0-1
 HUFFMAN_GAPS, HUFFMAN_CODES = 4, 8           # layout flags
-_DATA_AWARE, _BIAS = 4, 8                    # record flags above the init's two bits
+_DATA_AWARE, _BIAS, _CHANNELS = 4, 8, 16     # record flags above the init's two bits
 
 
 class Reader:
@@ -354,13 +358,14 @@ def decode_factor(reader: Reader, rows: int, cols: int, option: Option) -> Facto
 
 # ---- one layer -------------------------------------------------------------------------------------
 
-def option_record(option: Option, has_bias: bool) -> bytes:
-    flags = INITS.index(option.init) | (_DATA_AWARE if option.data_aware else 0) | (_BIAS if has_bias else 0)
+def option_record(option: Option, has_bias: bool, has_channels: bool = False) -> bytes:
+    flags = (INITS.index(option.init) | (_DATA_AWARE if option.data_aware else 0) | (_BIAS if has_bias else 0)
+             | (_CHANNELS if has_channels else 0))
     return RECORD.pack(METHODS.index(option.method), option.bits, option.codebook, flags, option.rank or 0,
                        option.rank_out or 0, round(option.sparsity * 10_000), round(option.density * 10_000))
 
 
-def read_option(reader: Reader) -> tuple[Option, bool]:
+def read_option(reader: Reader) -> tuple[Option, bool, bool]:
     method, bits, codebook, flags, rank, rank_out, sparsity, density = reader.unpack(RECORD)
     if method >= len(METHODS) or flags & 3 >= len(INITS):
         raise reader.corrupt(f"an unknown method ({method}) or initialisation ({flags & 3})")
@@ -371,26 +376,65 @@ def read_option(reader: Reader) -> tuple[Option, bool]:
                         codebook=codebook, init=INITS[flags & 3], data_aware=bool(flags & _DATA_AWARE))
     except ValueError as exc:
         raise reader.corrupt(f"an invalid option ({exc})") from None
-    return option, bool(flags & _BIAS)
+    return option, bool(flags & _BIAS), bool(flags & _CHANNELS)
+
+
+def channel_record_nbytes(choice) -> int:
+    """Bytes of the record a pruned channel group's first layer carries."""
+    return len(_channel_record(choice))
+
+
+def _channel_record(choice) -> bytes:
+    spec = choice.group.to_json()
+    mask = np.zeros(choice.group.channels, dtype=bool)
+    mask[list(choice.kept)] = True
+    return _U32.pack(len(spec)) + spec + np.packbits(mask, bitorder="little").tobytes()
+
+
+def _read_channels(reader: Reader):
+    from hwsearch.compress.channels import ChannelChoice, ChannelGroup
+    (length,) = reader.unpack(_U32)
+    try:
+        group = ChannelGroup.from_json(reader.take(length))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise reader.corrupt(f"an unreadable channel group ({exc})") from None
+    mask = np.unpackbits(np.frombuffer(reader.take(math.ceil(group.channels / 8)), np.uint8), count=group.channels,
+                         bitorder="little").astype(bool)
+    if not mask.any():
+        raise reader.corrupt("a channel group that keeps no channel")
+    return ChannelChoice(group, tuple(int(i) for i in np.flatnonzero(mask)))
 
 
 def layer_nbytes(layer: CompressedLayer) -> int:
     """Bytes `encode_layer(layer)` writes."""
     bias = 0 if layer.bias is None else 4 * layer.bias.numel()
-    return RECORD.size + bias + sum(factor_nbytes(f) for f in layer.factors)
+    channels = 0 if layer.channels is None else len(_channel_record(layer.channels))
+    return RECORD.size + channels + bias + sum(factor_nbytes(f) for f in layer.factors)
 
 
 def encode_layer(layer: CompressedLayer) -> bytes:
-    parts = [option_record(layer.option, layer.bias is not None)]
+    parts = [option_record(layer.option, layer.bias is not None, layer.channels is not None)]
+    if layer.channels is not None:
+        parts.append(_channel_record(layer.channels))
     if layer.bias is not None:
         parts.append(layer.bias.detach().numpy().astype("<f4").tobytes())
     parts.extend(encode_factor(f) for f in layer.factors)
     return b"".join(parts)
 
 
-def decode_layer(reader: Reader, module) -> CompressedLayer:
-    """The layer `module` (the architecture's own, for its geometry) as written by `encode_layer`."""
-    option, has_bias = read_option(reader)
+def decode_layer(reader: Reader, module, prune=None) -> CompressedLayer:
+    """The layer `module` (the architecture's own, for its geometry) as written by `encode_layer`.
+
+    `prune(choice)`: called with the `ChannelChoice` of a pruned channel group this layer opens;
+    it prunes the architecture and returns this layer's module as it now is.
+    """
+    option, has_bias, has_channels = read_option(reader)
+    choice = None
+    if has_channels:
+        choice = _read_channels(reader)
+        if prune is None:
+            raise reader.corrupt("a pruned channel group where a single layer was expected")
+        module = prune(choice)
     geometry = Geometry.of(module)
     try:
         structure = structure_of(geometry, option)
@@ -400,7 +444,9 @@ def decode_layer(reader: Reader, module) -> CompressedLayer:
     if has_bias:
         bias = torch.from_numpy(np.frombuffer(reader.take(4 * geometry.out_channels), "<f4").copy())
     factors = [decode_factor(reader, rows, cols, option) for rows, cols in factor_shapes(structure)]
-    return CompressedLayer(geometry, option, structure, factors, bias)
+    layer = CompressedLayer(geometry, option, structure, factors, bias)
+    layer.channels = choice
+    return layer
 
 
 def estimate_layer_nbytes(geometry: Geometry, option: Option, has_bias: bool) -> int:

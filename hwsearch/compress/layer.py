@@ -30,6 +30,7 @@ class CompressedLayer(nn.Module):
         self.geometry, self.option, self.structure = geometry, option, structure
         self.factors = nn.ModuleList(factors)
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
+        self.channels = None      # a ChannelChoice, on the first layer of a channel group that was pruned
 
     # read by older callers (onnx_export, results)
     @property
@@ -116,24 +117,39 @@ def svd(module: nn.Conv2d | nn.Linear) -> Svd:
     return Fitter(module).svd()
 
 
-def apply_(model: nn.Module, plan: Plan, *, calibration: torch.Tensor | None = None) -> nn.Module:
+def apply_(model: nn.Module, plan: dict, *, calibration: torch.Tensor | None = None) -> nn.Module:
     """Replace every layer named in `plan` by its compressed form, in place; returns `model`.
 
-    `calibration`: model inputs; data-aware options are fitted on what the original model
-    feeds their layer on them.
+    `plan` maps a layer name to an `Option`, or a channel group (any key) to a `UnitOption`:
+    its channels are pruned first, then each of its layers compressed. `calibration`: model
+    inputs; data-aware options (and pruning by reconstruction) are fitted on what the
+    original model feeds their layers on them.
     """
-    inputs: dict[str, torch.Tensor] = {}
-    aware = [name for name, option in plan.items() if option.data_aware]
-    if aware:
-        if calibration is None:
-            raise OptionError(f"options of {aware[:3]} are fitted to feature maps: pass calibration= (model inputs) "
-                              "to apply_")
-        inputs = capture_inputs(model, aware, calibration)
-    for name, option in plan.items():
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, compress(getattr(parent, child), option, inputs=inputs.get(name)))
+    from hwsearch.compress.channels import UnitOption, member_inputs, prune_unit_
+    units = {key: option for key, option in plan.items() if isinstance(option, UnitOption)}
+    layers = {name: option for name, option in plan.items() if not isinstance(option, UnitOption)}
+    aware = [name for name, option in layers.items() if option.data_aware]
+    aware += [name for unit in units.values() if unit.data_aware for name in unit.group.layers]
+    wanted = aware + [name for unit in units.values() if unit.keep is not None for name in unit.group.layers]
+    if aware and calibration is None:
+        raise OptionError(f"options of {aware[:3]} are fitted to feature maps: pass calibration= (model inputs) "
+                          "to apply_")
+    inputs = capture_inputs(model, list(dict.fromkeys(wanted)), calibration) if calibration is not None else {}
+    for unit in units.values():
+        choice = prune_unit_(model, unit, inputs or None)
+        for index, (name, option) in enumerate(zip(unit.group.layers, unit.members)):
+            layer = compress(model.get_submodule(name), option,
+                             inputs=member_inputs(choice, name, inputs.get(name)))
+            layer.channels = choice if index == 0 else None
+            _set(model, name, layer)
+    for name, option in layers.items():
+        _set(model, name, compress(model.get_submodule(name), option, inputs=inputs.get(name)))
     return model
+
+
+def _set(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
 
 
 def capture_inputs(model: nn.Module, names: list[str], calibration: torch.Tensor) -> dict[str, torch.Tensor]:
