@@ -29,6 +29,7 @@ from torch import nn
 from hwsearch.compress import (CompressedLayer, Factor, Geometry, decode_layer, encode_layer, factor_shapes,
                                structure_of)
 from hwsearch.compress.channels import prune_channels_
+from hwsearch.compress.classifier import rebuild_transforms
 from hwsearch.compress.encoding import Reader, unpack_bits
 from hwsearch.errors import ArtifactError
 from hwsearch.models import LEGACY_NAMES, build_model, load_user_model
@@ -108,11 +109,14 @@ def save(model: nn.Module, path: str | Path, *, model_spec: dict, layer_names: l
 # ---- decoding -------------------------------------------------------------------------------------
 
 def rebuild(spec: dict) -> nn.Module:
-    """The architecture a file records: a built-in by name, or the user's builder (its weights are replaced)."""
+    """The architecture a file records: a built-in by name, or the user's builder (its weights are replaced),
+    with the whole-model transforms it records (a replaced classifier)."""
     if "builder" in spec:
-        return load_user_model(spec["builder"])
-    # version-1 files name the digits models as they were called before the reference architectures came
-    return build_model(LEGACY_NAMES.get(spec["name"], spec["name"]), **spec.get("kwargs", {}))
+        model = load_user_model(spec["builder"])
+    else:
+        # version-1 files name the digits models as they were called before the reference architectures came
+        model = build_model(LEGACY_NAMES.get(spec["name"], spec["name"]), **spec.get("kwargs", {}))
+    return rebuild_transforms(model, spec)
 
 
 def load(path: str | Path) -> tuple[nn.Module, dict]:

@@ -28,7 +28,8 @@ from hwsearch.options import layer_options
 from hwsearch.proxy import cached_proxy_table
 from hwsearch.retrain import retrain
 from hwsearch.study import OBJECTIVES, SearchConfig, pareto_front, run_study, top_feasible
-from hwsearch.training import TrainConfig
+from hwsearch.compress.classifier import replace_classifier, with_transform
+from hwsearch.training import TrainConfig, train
 from hwsearch.units import baseline_index, merge_units, search_units
 from hwsearch.workload import default_cache_dir, load_workload
 
@@ -78,11 +79,19 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     say(f"model {config.model}: test {data.metric_name} {workload.test_accuracy:.2%} "
         f"({'trained now' if workload.trained_now else 'from cache' if config.data is None else 'as given'})")
     lap("workload")
+    replaced = None
+    if config.classifier:             # a whole-model option, chosen before the per-layer search
+        replaced = replace_classifier_(workload, config, progress)
+        model = workload.model
+        say(f"classifier replaced by global average pooling and one linear layer: {replaced['params_before']:,} -> "
+            f"{replaced['params_after']:,} parameters, test {data.metric_name} {replaced['test_accuracy']:.2%} "
+            f"after {config.classifier_epochs} epochs")
+        lap("classifier")
 
     graph = LayerGraph.trace(model, workload.example)
     layers = graph.compressible()
     names = [layer.name for layer in layers]
-    options = {layer.name: layer_options(layer) for layer in layers}
+    options = {layer.name: layer_options(layer, config.grid) for layer in layers}
     # the proxy pass fits every option and measures its exact bytes, which the cost table then reads
     calibration = data.train.take(config.calibration_size)
     proxy, reused = cached_proxy_table(model, layers, options, calibration,
@@ -141,6 +150,9 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         probe = data.test.take(256)
         diff = (reloaded(probe) - best.model.eval()(probe)).abs().max().item()
     reloaded_accuracy = data.evaluate(reloaded, data.test)
+    onnx_report = write_onnx(best.model, workload.example, data, out / "model.onnx")
+    say(f"model.onnx: {onnx_report['bytes']:,} bytes, onnxruntime agrees on {onnx_report['agreement']:.2%} of the "
+        "test predictions" if "error" not in onnx_report else f"model.onnx not written: {onnx_report['error']}")
     lap("export")
 
     plan = chosen.plan(options)
@@ -170,8 +182,10 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
                   "latency_s": chosen.totals["latency_s"], "energy_j": chosen.totals["energy_j"],
                   "macs": int(chosen.totals["macs"]), "proxy": chosen.proxy, "trial": chosen.trial},
         "accuracy_floor": floor,
+        "classifier": replaced,
         "compression_ratio": baseline["size_bytes"] / size,
         "artifact": path.name,
+        "onnx": onnx_report,
         "reload_max_abs_diff": diff,
         "search": {"trials": len(cands), "feasible": sum(c.feasible for c in cands),
                    "repaired": sum(c.repaired for c in cands), "pareto": len(front), "storage": "study.journal",
@@ -199,6 +213,33 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     results.plot_layers(out / "layers.png", plan, original_bytes, chosen_bytes)
     results.write_report(out / "report.md", summary, plan, chosen_bytes, original_bytes)
     return summary
+
+
+def replace_classifier_(workload, config: RunConfig, progress=None) -> dict:
+    """Replace the workload's fully connected classifier by GAP and one linear layer (Hsiao 2017) and
+    retrain; in place. The baseline accuracy stays the original model's: the floor is measured from it."""
+    model, data = workload.model, workload.data
+    calibration = data.train.take(config.calibration_size)
+    replaced = replace_classifier(model, workload.example, calibration=calibration)
+    train(replaced, data, TrainConfig(epochs=config.classifier_epochs, max_lr=config.finetune_lr, seed=config.seed,
+                                      max_shift=data.max_shift), progress, "retraining the replaced classifier")
+    report = {"method": config.classifier, "params_before": sum(p.numel() for p in model.parameters()),
+              "params_after": sum(p.numel() for p in replaced.parameters()),
+              "test_accuracy": data.evaluate(replaced, data.test), "epochs": config.classifier_epochs}
+    workload.model, workload.model_spec = replaced.eval(), with_transform(workload.model_spec, workload.example)
+    return report
+
+
+def write_onnx(model, example, data, path: Path) -> dict:
+    """model.onnx beside model.hws (integer weights with DequantizeLinear or codebook lookups) and the share of
+    test predictions onnxruntime makes as torch does. An export failure is reported, not raised: the
+    compressed file is the run's product and is already written."""
+    from hwsearch.onnx_export import export_onnx, predictions_agree
+    try:
+        export_onnx(model.eval(), example, path, integer_weights=True)
+    except Exception as exc:          # an op the exporter or onnxruntime does not take: say which
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+    return {"file": path.name, "bytes": path.stat().st_size, "agreement": predictions_agree(path, model, data.test)}
 
 
 def open_workload(config: RunConfig, progress=None):

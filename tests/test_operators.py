@@ -279,7 +279,8 @@ def layer_and_option(draw):
         limit = min(kg, ng) if method == "svd" else min(ng // kernel[1], kernel[1] * kg)
         rank = draw(st.integers(1, limit))
     elif method == "tucker2":
-        rank, rank_out = draw(st.integers(1, module.weight.shape[1])), draw(st.integers(1, kg))
+        cg, taps = module.weight.shape[1], kernel[0] * kernel[1]
+        rank, rank_out = draw(st.integers(1, min(cg, kg * taps))), draw(st.integers(1, min(kg, cg * taps)))
     elif method == "lowrank_sparse":
         rank = draw(st.integers(0, min(kg, ng)))
         density = draw(st.sampled_from([0.0, 0.1, 0.3] if rank else [0.1, 0.3]))

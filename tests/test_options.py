@@ -1,7 +1,7 @@
 import pytest
 
 from hwsearch.layer_graph import LayerGraph
-from hwsearch.options import Option, layer_options
+from hwsearch.options import Option, layer_options, saves_weights
 
 
 @pytest.mark.parametrize("option", [Option(), Option(rank=3), Option(sparsity=0.9, bits=4), Option(2, 0.5, 6)])
@@ -20,18 +20,28 @@ def test_version_mismatch_is_refused():
         Option.from_dict({"version": 99, "rank": None, "sparsity": 0.0, "bits": 32})
 
 
-def test_grid_keeps_only_ranks_that_save_weights_and_none_for_grouped(tiny, example):
+@pytest.mark.parametrize("grid", ["classic", "default", "full"])
+def test_grid_keeps_only_options_that_save_weights_and_factorises_grouped_convs_beyond_classic(tiny, example, grid):
     graph = LayerGraph.trace(tiny, example)
     for layer in graph.compressible():
-        options = layer_options(layer)
+        options = layer_options(layer, grid)
         assert Option() in options and len(set(options)) == len(options)
-        rows, cols = layer.matrix_shape
-        for option in options:
-            if option.rank:
-                assert option.rank * (rows + cols) < rows * cols
-        if layer.groups > 1:
+        assert all(saves_weights(layer, o) for o in options if o.factorised)
+        if layer.groups > 1 and grid == "classic":
             assert all(o.rank is None for o in options)
-    assert any(o.rank for o in layer_options(graph.layer("fc")))
+    assert any(o.rank for o in layer_options(graph.layer("fc"), grid))
+    assert any(o.rank for o in layer_options(graph.layer("grouped"), grid)) == (grid != "classic")
+
+
+def test_the_default_grid_adds_the_new_operators_to_the_classic_one(tiny, example):
+    layer = LayerGraph.trace(tiny, example).layer("grouped")
+    classic, default, full = (layer_options(layer, g) for g in ("classic", "default", "full"))
+    assert set(classic) < set(default) < set(full)
+    methods = {o.method for o in default}
+    assert {"dense", "svd", "tucker2", "spatial"} <= methods and any(o.codebook for o in default)
+    assert "lowrank_sparse" in {o.method for o in full}
+    with pytest.raises(ValueError, match="grid must be one of"):
+        layer_options(layer, "huge")
 
 
 def test_labels_are_unique_per_layer(tiny, example):

@@ -449,3 +449,20 @@ def member_inputs(choice: ChannelChoice | None, name: str, x: torch.Tensor | Non
     columns = offset + (torch.arange(group.channels)[removed, None] * features + torch.arange(features)).reshape(-1)
     keep[columns] = False
     return x[:, keep] if dim == 1 else x[..., keep]
+
+
+def prune_evenly_(model: nn.Module, graph: LayerGraph, fraction: float, *, criterion: str = "l1",
+                  inputs: dict[str, torch.Tensor] | None = None) -> ChannelGroup | None:
+    """One round of Hsiao's order-deciding scheme (2017): prune `fraction` of the channels of the
+    group whose layers carry the most multiply-accumulates now, so that compute falls evenly across
+    layers round after round. In place; returns the group pruned (None when none is prunable).
+    `graph` is the layer graph of `model` as it is now."""
+    macs = {layer.name: layer.macs for layer in graph.compressible()}
+    groups = [g for g in channel_groups(model, graph) if round(g.channels * (1 - fraction)) >= 1]
+    if not groups:
+        return None
+    group = max(groups, key=lambda g: sum(macs[name] for name in g.layers))
+    keep = max(1, round(group.channels * (1 - fraction)))
+    kept = select_channels(model, group, keep, criterion, inputs)
+    prune_channels_(model, ChannelChoice(group, kept), inputs=inputs, refit=criterion == "reconstruction")
+    return group

@@ -202,8 +202,11 @@ class Tucker2(Operator):
             raise OptionError(f"option {option.label}: Tucker-2 factorises a conv kernel's two channel modes; a "
                               "linear layer has one pair of modes: use svd")
         g = geometry.groups
-        _check_rank("rank (r_in)", option.rank, geometry.weight_shape[1], "the input channels per group", option)
-        _check_rank("rank_out", option.rank_out, geometry.out_channels // g, "the output channels per group", option)
+        kg, cg, taps = geometry.out_channels // g, geometry.weight_shape[1], geometry.kernel[0] * geometry.kernel[1]
+        # each mode's rank is bounded by the rank of the kernel unfolded along it
+        _check_rank("rank (r_in)", option.rank, min(cg, kg * taps), "the rank of the input-channel unfolding", option)
+        _check_rank("rank_out", option.rank_out, min(kg, cg * taps), "the rank of the output-channel unfolding",
+                    option)
         r_in, r_out = g * option.rank, g * option.rank_out
         return ((Step(0, r_in, geometry.in_channels, (1, 1), groups=g),
                  Step(1, r_out, r_in, geometry.kernel, geometry.stride, geometry.padding, geometry.dilation, g),

@@ -31,7 +31,7 @@ def kmeans_1d(values: np.ndarray, clusters: int, init: str = "linear", *, seed: 
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0:
         return np.zeros(clusters), np.zeros(0, dtype=np.int64)
-    order = np.argsort(values, kind="stable") if order is None else order
+    order = np.argsort(values) if order is None else order       # ties share a code: any order gives the same
     ordered = values[order]                                            # (n,) ascending
     prefix = np.concatenate([[0.0], np.cumsum(ordered)])
     if init == "linear":
