@@ -28,6 +28,8 @@ from hwsearch.layer_graph import Layer
 from hwsearch.options import Option
 
 PROXY_VERSION = 2   # bump when the error definition changes, so old cache entries are not reused
+# the fits decide the masks, hence the bytes: a cached table is reused only by the code that computed it
+_FIT_SOURCES = sorted((Path(__file__).parent / "compress").glob("*.py"))
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str,
     An unreadable entry counts as a miss and is rebuilt: it holds only derived numbers.
     """
     key = hashlib.sha256(f"proxy-v{PROXY_VERSION}".encode())
+    for source in _FIT_SOURCES:
+        key.update(source.read_bytes())
     for name, tensor in model.state_dict().items():
         key.update(name.encode())
         key.update(tensor.detach().contiguous().numpy().tobytes())

@@ -86,10 +86,16 @@ def _compose(chain: tuple[Step, ...], weights: list[torch.Tensor], geometry: Geo
     return out.reshape(geometry.out_channels, -1)
 
 
-def make_factor(matrix: torch.Tensor, mask: torch.Tensor | None, option: Option) -> Factor | SharedFactor:
-    """Prune `matrix` by magnitude (unless `mask` is given) and quantize it as `option` says."""
+def make_factor(matrix: torch.Tensor, mask: torch.Tensor | None, option: Option, *,
+                fitter: Fitter | None = None, key=None) -> Factor | SharedFactor:
+    """Prune `matrix` by magnitude (unless `mask` is given) and quantize it as `option` says.
+
+    With a `fitter` and a `key` naming the matrix, the mask is computed once per sparsity."""
     if mask is None and option.sparsity > 0:
-        mask = magnitude_mask(matrix, option.sparsity)
+        if fitter is not None and key is not None:
+            mask = fitter.cached(("mask", key, option.sparsity), lambda: magnitude_mask(matrix, option.sparsity))
+        else:
+            mask = magnitude_mask(matrix, option.sparsity)
     if option.codebook:
         return SharedFactor.fit(matrix, mask, option.bits, option.codebook, option.init)
     return Factor(matrix, mask, option.bits)
@@ -106,8 +112,11 @@ def compress(module: nn.Conv2d | nn.Linear, option: Option, *, inputs: torch.Ten
     fitter = fitter or Fitter(module, inputs, svd=svd_cache)
     operator = operator_for(option)
     structure = operator.structure(fitter.geometry, option)
-    fitted = operator.fit(fitter, option)
-    factors = [make_factor(matrix, mask, option) for matrix, mask in zip(fitted.matrices, fitted.masks)]
+    # the fit depends on the structure alone: options differing in sparsity or bits share it
+    key = (option.method, option.rank, option.rank_out, option.density, option.data_aware)
+    fitted = fitter.cached(("fit", key), lambda: operator.fit(fitter, option))
+    factors = [make_factor(matrix, mask, option, fitter=fitter, key=(key, i))
+               for i, (matrix, mask) in enumerate(zip(fitted.matrices, fitted.masks))]
     bias = fitted.bias if fitted.bias is not None else fitter.bias
     return CompressedLayer(fitter.geometry, option, structure, factors, bias)
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from hwsearch.compress._base import Fitted, Fitter, Geometry, Operator, Step, Structure, register
+from hwsearch.compress._base import Fitted, Fitter, Geometry, Operator, Step, Structure, register, thin_svd
 from hwsearch.errors import OptionError
 from hwsearch.options import Option
 
@@ -180,7 +180,7 @@ class Spatial(Operator):
             def decompose(group=group):
                 w = fitter.module.weight.detach()[fitter.group_rows(group)].double()     # (K_g, C_g, kh, kw)
                 rearranged = w.permute(1, 2, 3, 0).reshape(cg * kh, kw * kg)             # [(c, i), (j, k)]
-                return torch.linalg.svd(rearranged, full_matrices=False)
+                return thin_svd(rearranged)
             u, s, vh = fitter.cached(("spatial_svd", group), decompose)
             root = s[:r].sqrt()
             vertical = (u[:, :r] * root).T                                               # (r, C_g kh): [r, (c, i)]
@@ -220,8 +220,8 @@ class Tucker2(Operator):
         for group in range(g):
             w = fitter.module.weight.detach()[fitter.group_rows(group)].double()            # (K_g, C_g, kh, kw)
             u_out = fitter.svd(group)[0][:, :r_out]                                         # (K_g, r_out)
-            u_in = fitter.cached(("input_mode_svd", group), lambda w=w: torch.linalg.svd(
-                w.transpose(0, 1).reshape(cg, -1), full_matrices=False))[0][:, :r_in]       # (C_g, r_in)
+            u_in = fitter.cached(("input_mode_svd", group), lambda w=w: thin_svd(
+                w.transpose(0, 1).reshape(cg, -1)))[0][:, :r_in]                            # (C_g, r_in)
             core = torch.einsum("kcij,ko,cp->opij", w, u_out, u_in)                         # (r_out, r_in, kh, kw)
             firsts.append(u_in.T.float())
             cores.append(core.reshape(r_out, -1).float())

@@ -27,7 +27,7 @@ import dataclasses
 
 import torch
 
-from hwsearch.compress._base import Fitted, Fitter, Geometry, Operator, Structure, register
+from hwsearch.compress._base import Fitted, Fitter, Geometry, Operator, Structure, register, thin_svd
 from hwsearch.compress.dense import Dense
 from hwsearch.compress.factors import top_k_mask
 from hwsearch.compress.lowrank import _balance, svd_chain, svd_factors
@@ -130,7 +130,7 @@ def alternating_projection(w: torch.Tensor, rank: int, k: int, *, iterations: in
     """(U (m, r), V (r, n), S, mask) from the weights: L the truncated SVD of W - S, S the k largest of W - L."""
     s = torch.zeros_like(w)
     for _ in range(iterations):
-        u_full, sing, vh = torch.linalg.svd(w - s, full_matrices=False)
+        u_full, sing, vh = thin_svd(w - s)
         root = sing[:rank].sqrt()
         u, v = u_full[:, :rank] * root, vh[:rank] * root[:, None]
         s, mask = _threshold(w - u @ v, k)
