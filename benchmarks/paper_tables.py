@@ -16,7 +16,8 @@ retraining, every size the bytes of a real `model.hws` written to disk:
   filters pruned in rounds in the order that evens out compute, truncated SVD of the fully
   connected layers, k-means with a 16-bit codebook; retraining after each.
 - hwsearch's own search over every operator (`--grid full --structured`) at the size the
-  Deep Compression pipeline reached and at half of it, with its retraining.
+  Deep Compression pipeline reached and at half of it (conv nets also with the classifier
+  replaced first, `--classifier gap`), with its retraining.
 
 Writes results/paper_tables.md and results/paper_tables.json. Wall times are for this
 machine (2 shared cores): provisional.
@@ -38,8 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hwsearch import artifact  # noqa: E402
 from hwsearch.compress import CompressedLayer, apply_  # noqa: E402
-from hwsearch.compress.channels import prune_evenly_  # noqa: E402
+from hwsearch.compress.channels import UnitOption, prune_evenly_  # noqa: E402
 from hwsearch.compress.classifier import replace_classifier, with_transform  # noqa: E402
+from hwsearch.compress.transforms import pruning_arguments, record, split_low_rank_  # noqa: E402
 from hwsearch.config import RunConfig  # noqa: E402
 from hwsearch.layer_graph import LayerGraph  # noqa: E402
 from hwsearch.onnx_export import plain_  # noqa: E402
@@ -187,18 +189,20 @@ def hsiao(b: Bench) -> None:
     params = sum(p.numel() for p in model.parameters())
     rounds = 0
     while sum(p.numel() for p in model.parameters()) > 0.5 * params and rounds < 6:   # (2) filters, evenly
-        graph = LayerGraph.trace(model, b.example)
-        if prune_evenly_(model, graph, 0.25) is None:
+        choice = prune_evenly_(model, LayerGraph.trace(model, b.example), 0.25)
+        if choice is None:
             break
+        spec = record(spec, "prune_channels", **pruning_arguments(choice))
         rounds += 1
         b.tune(model, max(2, b.epochs // 2))
     notes.append(f"{rounds} pruning rounds {b.data.evaluate(model, b.data.test):.2%}")
-    layers = LayerGraph.trace(model, b.example).compressible()
-    names = [l.name for l in layers]
-    svd = {l.name: Option(rank=max(1, min(l.matrix_shape) // 4)) for l in layers
-           if l.kind == "linear" and min(l.matrix_shape) >= 16}                         # (3) SVD of fc layers
-    if svd:
-        model = plain_(apply_(model, svd))
+    for layer in LayerGraph.trace(model, b.example).compressible():                     # (3) SVD of fc layers
+        if layer.kind == "linear" and min(layer.matrix_shape) >= 16:
+            rank = max(1, min(layer.matrix_shape) // 4)
+            model = split_low_rank_(model, layer.name, rank)
+            spec = record(spec, "split_low_rank", layer=layer.name, rank=rank)
+            notes.append(f"{layer.name} rank {rank}")
+    if spec.get("transforms", [{}])[-1].keys() == {"split_low_rank"}:
         notes.append(f"SVD {b.tune(model):.2%}")
     layers = LayerGraph.trace(model, b.example).compressible()
     names = [l.name for l in layers]
@@ -210,22 +214,24 @@ def hsiao(b: Bench) -> None:
           "; ".join(notes))
 
 
-def search(b: Bench, budget: int, label: str) -> None:
+def search(b: Bench, budget: int, label: str, classifier: str | None = None) -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        config = RunConfig(model=b.name, budget=str(budget), grid="full", structured=True, trials=300, top_k=3,
-                           finetune_epochs=b.epochs, results_dir=tmp, run_id="search")
+        config = RunConfig(model=b.name, budget=str(budget), grid="full", structured=True, classifier=classifier,
+                           classifier_epochs=2 * b.epochs, trials=300, top_k=3, finetune_epochs=b.epochs,
+                           results_dir=tmp, run_id="search")
         summary, folder = run(config)
         compressed, _ = artifact.load(folder / "model.hws")
+        plan = json.loads((folder / "plan.json").read_text())
+        labels = [f"{key}: {(UnitOption if d.get('kind') == 'channels' else Option).from_dict(d).label}"
+                  for key, d in plan.items()]
         b.rows.append({"model": b.name, "method": f"hwsearch {label}", "stored_weights": stored_weights(compressed),
                        "params": sum(p.numel() for p in b.model.parameters()), "bytes": summary["final"]["size_bytes"],
                        "ratio": b.baseline_bytes / summary["final"]["size_bytes"], "accuracy_baseline": b.accuracy,
                        "accuracy_compressed": summary["final"]["accuracy_before_finetune"],
                        "accuracy_retrained": summary["final"]["test_accuracy"],
                        "seconds": round(time.perf_counter() - start, 1),
-                       "note": f"budget {budget:,} B; " + ", ".join(sorted(
-                           {str(v.get("method", "channels")) for v in json.loads((folder / "plan.json").read_text())
-                            .values()}))})
+                       "note": f"budget {budget:,} B; " + "; ".join(labels)})
     print(f"{b.name:22s} hwsearch {label:25s} {b.rows[-1]['bytes']:9,d} B {b.rows[-1]['ratio']:6.1f}x "
           f"acc {b.accuracy:.2%} -> {b.rows[-1]['accuracy_retrained']:.2%}", flush=True)
 
@@ -251,6 +257,8 @@ def markdown(rows: list[dict], baselines: dict) -> str:
 
 
 def main() -> None:
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--epochs", type=int, default=10, help="epochs of each retraining")
@@ -271,6 +279,8 @@ def main() -> None:
                 dc = next(r for r in b.rows if r["method"].startswith("Deep Compression"))["bytes"]
                 search(b, dc, "at Deep Compression's size")
                 search(b, dc // 2, "at half of it")
+                if any(l.kind == "conv" for l in b.layers):
+                    search(b, dc // 2, "at half of it, GAP classifier first", classifier="gap")
             rows += b.rows
             out = Path(args.out)
             (out / "paper_tables.json").write_text(json.dumps({"baselines": baselines, "rows": rows}, indent=1) + "\n")

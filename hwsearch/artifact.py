@@ -29,7 +29,7 @@ from torch import nn
 from hwsearch.compress import (CompressedLayer, Factor, Geometry, decode_layer, encode_layer, factor_shapes,
                                structure_of)
 from hwsearch.compress.channels import prune_channels_
-from hwsearch.compress.classifier import rebuild_transforms
+from hwsearch.compress.transforms import rebuild_transforms
 from hwsearch.compress.encoding import Reader, unpack_bits
 from hwsearch.errors import ArtifactError
 from hwsearch.models import LEGACY_NAMES, build_model, load_user_model

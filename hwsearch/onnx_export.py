@@ -28,7 +28,8 @@ import onnx
 import torch
 from torch import nn
 
-from hwsearch.compress import CompressedLayer, Step, quantize
+from hwsearch.compress import CompressedLayer, quantize
+from hwsearch.compress.layer import Sum, plain_layer
 
 OPSET = 17
 _WEIGHT_OPS = {"Conv", "Gemm", "MatMul"}     # what torch's exporter makes of Conv2d and Linear
@@ -45,71 +46,16 @@ def plain_(model: nn.Module) -> nn.Module:
     A layer shared by several parents stays shared.
     """
     if isinstance(model, CompressedLayer):
-        return _plain_layer(model)
+        return plain_layer(model)
     replacements: dict[int, nn.Module] = {}
     compressed = [(name, module) for name, module in model.named_modules(remove_duplicate=False)
                   if isinstance(module, CompressedLayer)]
     for name, layer in compressed:
         if id(layer) not in replacements:
-            replacements[id(layer)] = _plain_layer(layer)
+            replacements[id(layer)] = plain_layer(layer)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, replacements[id(layer)])
     return model
-
-
-class Sum(nn.Module):
-    """The sum of its branches' outputs on one input (a layer stored as low rank plus sparse)."""
-
-    def __init__(self, *branches: nn.Module):
-        super().__init__()
-        self.branches = nn.ModuleList(branches)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.branches[0](x)
-        for branch in self.branches[1:]:
-            out = out + branch(x)
-        return out
-
-
-def _plain_layer(layer: CompressedLayer) -> nn.Module:
-    with torch.no_grad():
-        weights = [factor().detach().clone() for factor in layer.factors]   # (rows, cols) each
-        bias = None if layer.bias is None else layer.bias.detach().clone()
-    chains = []
-    for i, chain in enumerate(layer.structure):
-        modules = []
-        for j, step in enumerate(chain):
-            step_bias = bias if (i == 0 and j == len(chain) - 1) else None
-            modules.append(_step_module(step, weights[step.factor], step_bias))
-        chains.append(modules[0] if len(modules) == 1 else nn.Sequential(*modules))
-    plain = chains[0] if len(chains) == 1 else Sum(*chains)
-    return plain.train(layer.training)
-
-
-def _step_module(step: Step, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
-    if step.kernel is None:
-        return _linear(weight, bias)
-    kernel = weight.view(step.out_channels, step.in_channels // step.groups, *step.kernel)
-    return _conv(kernel, bias, groups=step.groups, stride=step.stride, padding=step.padding,
-                 dilation=step.dilation)
-
-
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    # Built on the meta device: no random initialisation of weights that are replaced at once.
-    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
-    linear.weight = nn.Parameter(weight)
-    if bias is not None:
-        linear.bias = nn.Parameter(bias)
-    return linear
-
-
-def _conv(weight: torch.Tensor, bias: torch.Tensor | None, *, groups: int, **geometry) -> nn.Conv2d:
-    k, cg, kh, kw = weight.shape
-    conv = nn.Conv2d(cg * groups, k, (kh, kw), groups=groups, bias=bias is not None, device="meta", **geometry)
-    conv.weight = nn.Parameter(weight)
-    if bias is not None:
-        conv.bias = nn.Parameter(bias)
-    return conv
 
 
 def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path, *,

@@ -230,11 +230,12 @@ def test_retraining_moves_centroids_by_their_weights_summed_gradients_and_keeps_
     x = torch.randn(32, 16)
     loss = layer(x).pow(2).sum()
     loss.backward()
-    # the gradient of a centroid is the sum of the gradients of the weights that share it
+    # the gradient of a centroid is the sum of the gradients of the weights that share it (divided by the
+    # mean number of weights per cluster, one factor for the whole layer)
     weight = factor.centroids.detach()[factor.codes.long()].requires_grad_()
     (nn.functional.linear(x, torch.where(mask, weight, 0.0), layer.bias)).pow(2).sum().backward()
     summed = torch.zeros(4).index_add_(0, codes[mask].long(), weight.grad[mask])
-    torch.testing.assert_close(factor.centroids.grad, summed)
+    torch.testing.assert_close(factor.centroids.grad, summed * 4 / int(mask.sum()))
     optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
     optimizer.step()
     assert torch.equal(factor.codes, codes) and torch.equal(factor.mask, mask)

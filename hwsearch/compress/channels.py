@@ -452,10 +452,10 @@ def member_inputs(choice: ChannelChoice | None, name: str, x: torch.Tensor | Non
 
 
 def prune_evenly_(model: nn.Module, graph: LayerGraph, fraction: float, *, criterion: str = "l1",
-                  inputs: dict[str, torch.Tensor] | None = None) -> ChannelGroup | None:
+                  inputs: dict[str, torch.Tensor] | None = None) -> ChannelChoice | None:
     """One round of Hsiao's order-deciding scheme (2017): prune `fraction` of the channels of the
     group whose layers carry the most multiply-accumulates now, so that compute falls evenly across
-    layers round after round. In place; returns the group pruned (None when none is prunable).
+    layers round after round. In place; returns what was pruned (None when no group is prunable).
     `graph` is the layer graph of `model` as it is now."""
     macs = {layer.name: layer.macs for layer in graph.compressible()}
     groups = [g for g in channel_groups(model, graph) if round(g.channels * (1 - fraction)) >= 1]
@@ -463,6 +463,6 @@ def prune_evenly_(model: nn.Module, graph: LayerGraph, fraction: float, *, crite
         return None
     group = max(groups, key=lambda g: sum(macs[name] for name in g.layers))
     keep = max(1, round(group.channels * (1 - fraction)))
-    kept = select_channels(model, group, keep, criterion, inputs)
-    prune_channels_(model, ChannelChoice(group, kept), inputs=inputs, refit=criterion == "reconstruction")
-    return group
+    choice = ChannelChoice(group, select_channels(model, group, keep, criterion, inputs))
+    prune_channels_(model, choice, inputs=inputs, refit=criterion == "reconstruction")
+    return choice

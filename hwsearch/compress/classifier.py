@@ -112,14 +112,5 @@ def _fit(linear: nn.Linear, model: nn.Module, traced: fx.GraphModule, features: 
 
 
 def with_transform(spec: dict, example: torch.Tensor) -> dict:
-    """The model spec of a file whose architecture had its classifier replaced (see `rebuild_transforms`)."""
+    """The model spec of a file whose architecture had its classifier replaced (see `transforms`)."""
     return {**spec, "transforms": [*spec.get("transforms", []), {TRANSFORM: {"input": list(example.shape)}}]}
-
-
-def rebuild_transforms(model: nn.Module, spec: dict) -> nn.Module:
-    """Apply the whole-model transforms a spec records to a freshly built architecture (weights follow)."""
-    for transform in spec.get("transforms", []):
-        if set(transform) != {TRANSFORM}:
-            raise ModelError(f"unknown model transform {sorted(transform)}; this hwsearch knows {TRANSFORM}")
-        model = replace_classifier(model, torch.zeros(transform[TRANSFORM]["input"]))
-    return model

@@ -86,6 +86,63 @@ def _compose(chain: tuple[Step, ...], weights: list[torch.Tensor], geometry: Geo
     return out.reshape(geometry.out_channels, -1)
 
 
+class Sum(nn.Module):
+    """The sum of its branches' outputs on one input (a layer stored as low rank plus sparse)."""
+
+    def __init__(self, *branches: nn.Module):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.branches[0](x)
+        for branch in self.branches[1:]:
+            out = out + branch(x)
+        return out
+
+
+def plain_layer(layer: CompressedLayer) -> nn.Module:
+    """The plain modules computing what `layer` computes: a Conv2d or Linear per step, chains as
+    `nn.Sequential`, several chains as a `Sum` (see `onnx_export.plain_`)."""
+    with torch.no_grad():
+        weights = [factor().detach().clone() for factor in layer.factors]   # (rows, cols) each
+        bias = None if layer.bias is None else layer.bias.detach().clone()
+    chains = []
+    for i, chain in enumerate(layer.structure):
+        modules = []
+        for j, step in enumerate(chain):
+            step_bias = bias if (i == 0 and j == len(chain) - 1) else None
+            modules.append(_step_module(step, weights[step.factor], step_bias))
+        chains.append(modules[0] if len(modules) == 1 else nn.Sequential(*modules))
+    plain = chains[0] if len(chains) == 1 else Sum(*chains)
+    return plain.train(layer.training)
+
+
+def _step_module(step: Step, weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+    if step.kernel is None:
+        return _linear(weight, bias)
+    kernel = weight.view(step.out_channels, step.in_channels // step.groups, *step.kernel)
+    return _conv(kernel, bias, groups=step.groups, stride=step.stride, padding=step.padding,
+                 dilation=step.dilation)
+
+
+def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
+    # Built on the meta device: no random initialisation of weights that are replaced at once.
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+    linear.weight = nn.Parameter(weight)
+    if bias is not None:
+        linear.bias = nn.Parameter(bias)
+    return linear
+
+
+def _conv(weight: torch.Tensor, bias: torch.Tensor | None, *, groups: int, **geometry) -> nn.Conv2d:
+    k, cg, kh, kw = weight.shape
+    conv = nn.Conv2d(cg * groups, k, (kh, kw), groups=groups, bias=bias is not None, device="meta", **geometry)
+    conv.weight = nn.Parameter(weight)
+    if bias is not None:
+        conv.bias = nn.Parameter(bias)
+    return conv
+
+
 def make_factor(matrix: torch.Tensor, mask: torch.Tensor | None, option: Option, *,
                 fitter: Fitter | None = None, key=None) -> Factor | SharedFactor:
     """Prune `matrix` by magnitude (unless `mask` is given) and quantize it as `option` says.
