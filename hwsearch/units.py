@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,28 +96,37 @@ def merge_units(model: nn.Module, layers: list[Layer], units: list[Unit], proxy:
 
 
 def _combinations(unit: Unit, proxy: ProxyTable, costs: CostTable) -> list[tuple]:
-    """The unit's layers each on one of its own non-dominated options, at one activation width."""
+    """The unit's layers each on one of its own options, at one activation width, non-dominated.
+
+    Built one layer at a time, keeping after each the combinations no other beats on the error and
+    every separable cost (a dominated partial sum stays dominated whatever the next layer adds), so
+    three-layer units stay small; the all-fp32 combination is kept and comes first.
+    """
     from hwsearch.study import non_dominated_all
     columns = [costs.columns.index(c) for c in _SEPARABLE]
     names = unit.group.layers
-    choices = []
-    for name in names:
-        points = costs.values[name][:, columns]
-        kept = set(non_dominated_all(proxy.errors[name], points))
-        kept.add(proxy.options[name].index(Option()))
-        choices.append(sorted(kept))
+    baseline = tuple(proxy.options[n].index(Option()) for n in names)
     rows = []
-    for combo in itertools.product(*choices):
-        width = {float(costs.widths[n][i]) for n, i in zip(names, combo)}
-        if len(width) != 1:
-            continue
-        option = UnitOption(unit.group, tuple(proxy.options[n][i] for n, i in zip(names, combo)))
-        rows.append((option, sum(float(proxy.errors[n][i]) for n, i in zip(names, combo)),
-                     sum(int(proxy.sizes[n][i]) for n, i in zip(names, combo)),
-                     sum(costs.values[n][i] for n, i in zip(names, combo)),
-                     sum(costs.warm[n][i] for n, i in zip(names, combo)), width.pop()))
-    baseline = baseline_index([r[0] for r in rows])
-    return [rows[baseline]] + rows[:baseline] + rows[baseline + 1:]
+    for width in sorted({float(w) for n in names for w in costs.widths[n]}):
+        combos = [()]
+        for depth, name in enumerate(names):
+            choices = [i for i in range(len(proxy.options[name])) if float(costs.widths[name][i]) == width]
+            combos = [c + (i,) for c in combos for i in choices]
+            if not combos:
+                break
+            names_so_far = names[:depth + 1]
+            errors = np.array([sum(proxy.errors[n][i] for n, i in zip(names_so_far, c)) for c in combos])
+            points = np.array([sum(costs.values[n][i][columns] for n, i in zip(names_so_far, c)) for c in combos])
+            keep = set(non_dominated_all(errors, points))
+            combos = [c for j, c in enumerate(combos) if j in keep or c == baseline[:depth + 1]]
+        for combo in combos:
+            option = UnitOption(unit.group, tuple(proxy.options[n][i] for n, i in zip(names, combo)))
+            rows.append((combo == baseline, option, sum(float(proxy.errors[n][i]) for n, i in zip(names, combo)),
+                         sum(int(proxy.sizes[n][i]) for n, i in zip(names, combo)),
+                         sum(costs.values[n][i] for n, i in zip(names, combo)),
+                         sum(costs.warm[n][i] for n, i in zip(names, combo)), width))
+    rows.sort(key=lambda r: not r[0])                 # the unchanged layers first
+    return [r[1:] for r in rows]
 
 
 def _prunings(model: nn.Module, unit: Unit, by_name: dict[str, Layer], inputs: dict[str, torch.Tensor],
