@@ -13,7 +13,11 @@ feature maps) and one module per family:
 - `factors` and `sharing`: what every factor then becomes, pruned by magnitude and stored
   as uniform per-row codes or as indices into a k-means codebook (Deep Compression);
 - `encoding`: the bytes of a layer (sparse positions as a bitmask or relative indices,
-  Huffman-coded streams) and their exact count.
+  Huffman-coded streams) and their exact count;
+- `channels`: structured pruning of filters and channels per channel group (Li et al., He et
+  al.), searched as units (`hwsearch.units`) through `UnitOption`;
+- `classifier` and `transforms`: whole-model changes made before the per-layer plan (GAP
+  classifier, channels pruned in rounds, low-rank splits), recorded so the file reloads them.
 """
 from hwsearch.compress import dense, lowrank, lowrank_sparse  # noqa: F401  (registers the operators)
 from hwsearch.compress._base import (OPERATORS, Fitted, Fitter, Geometry, Operator, Step, Structure, Svd,
