@@ -286,7 +286,7 @@ def layer_and_option(draw):
         rank = draw(st.integers(0, min(kg, ng)))
         density = draw(st.sampled_from([0.0, 0.1, 0.3] if rank else [0.1, 0.3]))
         if density and round(density * kg * ng) == 0:
-            density = 0.0 if rank else 0.5
+            density = 0.0 if rank else 0.9                  # round(0.9 * 1) keeps one weight
         sparsity = 0.0
     data_aware = method != "dense" and draw(st.booleans())
     option = Option(rank=rank, sparsity=sparsity, bits=bits, method=method, rank_out=rank_out, density=density,
