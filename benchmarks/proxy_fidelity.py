@@ -82,9 +82,9 @@ def measure(model_name: str, recipe: TrainConfig, progress: Progress) -> list[di
         plan = t.plan(choice)
         errors = np.array([t.proxy.errors[n][i] for n, i in choice.items()])
         sensitivity = np.array([t.proxy.sensitivity[n] for n in choice])
-        compressed = apply_(copy.deepcopy(t.work.model), plan)
+        compressed = apply_(copy.deepcopy(t.work.model), plan, calibration=t.calibration)
         before, loss_before = test_figures(compressed, t.work.data.test)
-        result = retrain(t.work.model, plan, t.work.data, recipe)
+        result = retrain(t.work.model, plan, t.work.data, recipe, calibration=t.calibration)
         after, loss_after = test_figures(result.model, t.work.data.test)
         rows.append({"model": model_name, "kind": kind, "budget_bytes": budget,
                      "size_bytes": int(t.costs.totals(choice)["size_bytes"]),
@@ -119,7 +119,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "proxy_fidelity.json").write_text(json.dumps(out, indent=1) + "\n")
     lines = ["# Proxy fidelity: Spearman correlation with test error", "",
-             f"{len(rows)} plans ({', '.join(f'{sum(r['model'] == n for r in rows)} on {n}' for n in BUDGETS)}): "
+             f"{len(rows)} plans ({', '.join(str(sum(r['model'] == n for r in rows)) + ' on ' + n for n in BUDGETS)}): "
              "exact optima, greedy and random plans at six budgets each, each fine-tuned with the default recipe "
              f"({recipe.epochs} epochs). Command: `python benchmarks/proxy_fidelity.py`.", "",
              "| proxy | " + " | ".join(f"{n}, after retraining | {n}, before" for n in spearman) + " |",

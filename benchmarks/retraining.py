@@ -62,7 +62,8 @@ def main() -> None:
                     for seed in SEEDS:
                         start = time.perf_counter()
                         result = retrain(t.work.model, plan, t.work.data,
-                                         replace(recipe, seed=seed, max_shift=t.work.data.max_shift))
+                                         replace(recipe, seed=seed, max_shift=t.work.data.max_shift),
+                                         calibration=t.calibration)
                         rows.append({"model": model_name, "recipe": label, "budget_bytes": budget, "seed": seed,
                                      "seconds": time.perf_counter() - start, "val_before": result.val_before,
                                      "test_before": result.accuracy_before, "val_after": result.val_after,

@@ -128,7 +128,7 @@ def measure(model_name: str, progress: Progress) -> list[dict]:
                 if choice is None:
                     rows.append({**base, "method": method, "found": False})
                 else:
-                    result = retrain(t.work.model, t.plan(choice), t.work.data, recipe)
+                    result = retrain(t.work.model, t.plan(choice), t.work.data, recipe, calibration=t.calibration)
                     totals = t.costs.totals(choice)
                     rows.append({**base, "method": method, "found": True, "size_bytes": int(totals["size_bytes"]),
                                  "latency_s": totals["latency_s"], "energy_j": totals["energy_j"],

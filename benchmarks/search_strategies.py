@@ -15,49 +15,28 @@ import io
 import json
 import os
 import pstats
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import optuna
 
-import optuna  # noqa: E402
-
-from cost_models import load_target, make_cost_model  # noqa: E402
-from hwsearch import artifact  # noqa: E402
+from tables import OUT, tables  # noqa: E402
 from hwsearch.budget import Budgets  # noqa: E402
-from hwsearch.cost_table import build_cost_table  # noqa: E402
 from hwsearch.knapsack import exact_optimum  # noqa: E402
-from hwsearch.layer_graph import LayerGraph  # noqa: E402
-from hwsearch.options import layer_options  # noqa: E402
-from hwsearch.proxy import cached_proxy_table  # noqa: E402
 from hwsearch.study import SearchConfig, run_study, search_space  # noqa: E402
-from hwsearch.workload import default_cache_dir, load_workload  # noqa: E402
 
-OUT = ROOT / "results" / "benchmarks"
 BUDGETS = (2_000_000, 1_000_000, 600_000, 450_000)
 STRATEGIES = (("hull", "tpe"), ("repair", "tpe"), ("constrained", "tpe"), ("hull", "random"), ("repair", "random"),
               ("constrained", "random"))
 SEEDS = (0, 1, 2)
 
 
-def tables():
-    work = load_workload("resnet18_digits")
-    graph = LayerGraph.trace(work.model, work.data.train.x[:1])
-    layers = graph.compressible()
-    options = {l.name: layer_options(l) for l in layers}
-    fixed = artifact.fixed_bytes(work.model, model_spec=work.model_spec, layer_names=list(options))
-    costs = build_cost_table(make_cost_model("analytical", load_target("cortex-a76")), layers, options, fixed, graph)
-    proxy, _ = cached_proxy_table(work.model, layers, options, work.data.train.x[:256], default_cache_dir())
-    return proxy, costs
-
-
 def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    proxy, costs = tables()
+    t = tables()
+    proxy, costs = t.proxy, t.costs
     rows = []
     for budget in BUDGETS:
         budgets = Budgets(size_bytes=budget)

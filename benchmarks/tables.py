@@ -47,8 +47,9 @@ def tables(model: str = "resnet18_digits", target: str = "cortex-a76", progress=
     layers = graph.compressible()
     names = [layer.name for layer in layers]
     options = {layer.name: layer_options(layer) for layer in layers}
-    fixed = artifact.fixed_bytes(work.model, model_spec=work.model_spec, layer_names=names)
-    costs = build_cost_table(make_cost_model("analytical", load_target(target)), layers, options, fixed, graph)
     calibration = work.data.train.take(CALIBRATION)
     proxy, _ = cached_proxy_table(work.model, layers, options, calibration, default_cache_dir(), progress)
+    fixed = artifact.fixed_bytes(work.model, model_spec=work.model_spec, layer_names=names)
+    costs = build_cost_table(make_cost_model("analytical", load_target(target)), layers, options, fixed, graph,
+                             proxy.sizes)     # exact bytes of every fitted option, measured by the proxy pass
     return Tables(work, names, options, costs, proxy, calibration)

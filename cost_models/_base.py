@@ -97,8 +97,13 @@ class CostModel(abc.ABC):
         self.warm = warm
 
     @abc.abstractmethod
-    def price(self, pairs: Sequence[tuple[Layer, Option]]) -> Costs:
-        """Costs of every (layer, option) pair for one inference of `batch` images."""
+    def price(self, pairs: Sequence[tuple[Layer, Option]], *, sizes: Sequence[int | None] | None = None) -> Costs:
+        """Costs of every (layer, option) pair for one inference of `batch` images.
+
+        `sizes[i]`: the exact bytes pair i's layer takes in the file, measured on its fitted
+        factors (sparse positions and codebook indices are data-dependent); None, or no
+        `sizes`: the estimate from shapes, an upper bound (`hwsearch.compress.estimate_layer_nbytes`).
+        """
 
     def layer_cost(self, layer: Layer, option: Option = Option()) -> Cost:
         """Cost of one layer under one option (convenience for people and tests)."""

@@ -38,8 +38,8 @@ _REDUCES_O = ("C", "FY", "FX")         # lanes over these add into one output
 
 class AnalyticalCostModel(CostModel):
 
-    def price(self, pairs: Sequence[tuple[Layer, Option]]) -> Costs:
-        nests = build_nests(list(pairs), self.batch)
+    def price(self, pairs: Sequence[tuple[Layer, Option]], *, sizes: Sequence[int | None] | None = None) -> Costs:
+        nests = build_nests(list(pairs), self.batch, sizes)
         per_nest = self.price_nests(nests)
         return _per_pair(per_nest, nests.owner, len(pairs), self.target.levels)
 
@@ -64,8 +64,10 @@ class AnalyticalCostModel(CostModel):
             stored = np.where(weighted, n.file_bytes / np.maximum(w_elems, 1), p_act)
         # (at the path's width, with a per-row scale as the file keeps for integer codes)
         scale_per_weight = 4.0 / np.maximum(n.C * n.FY * n.FX, 1)
-        stored = np.where(weighted & (n.bits > p_operand * 8), stored * p_operand * 8 / n.bits + scale_per_weight,
-                          stored)
+        # (codebook indices stay as they are: only the codebook would be narrowed)
+        shared = n.shared.astype(bool)
+        stored = np.where(weighted & (n.bits > p_operand * 8) & ~shared,
+                          stored * p_operand * 8 / n.bits + scale_per_weight, stored)
         dense_weights = t.weights_move == "dense"
         if dense_weights:                   # expanded at load: every weight at the path's width, zeros included
             stored = np.where(weighted, p_operand, stored)
@@ -152,7 +154,7 @@ class AnalyticalCostModel(CostModel):
         datapath *= G[:, None]
 
         # widening packed or masked weights as they enter the innermost level
-        narrow = weighted & ((n.bits < p_operand * 8) | (n.density < 1)) & (not dense_weights)
+        narrow = weighted & ((n.bits < p_operand * 8) | (n.density < 1) | shared) & (not dense_weights)
         unpack_cycles = np.where(narrow, G * crossing[1].W / np.maximum(stored, 1e-12) * p_unpack, 0.0)
         compute_cycles = compute_cycles + unpack_cycles
 

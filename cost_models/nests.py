@@ -6,10 +6,13 @@ Every costed op becomes one or more convolution-shaped loop nests,
         O[b, g, k, oy, ox] += W[g, k, c, fy, fx] * I[b, g, c, oy*SY + fy*DY, ox*SX + fx*DX]
 
 and the cost models price nests, not layers. A linear layer is the nest with OY =
-positions and OX = FY = FX = 1; a low-rank option is two nests, the hidden activation
-written by the first and read by the second; in a matmul between activations, W is an
-activation too. Pooling and elementwise ops are nests without weights, priced by the
-bytes they move.
+positions and OX = FY = FX = 1. A compressed layer is one nest per step of its
+structure (`hwsearch.compress`): a rank-r SVD two, Tucker-2 three, low rank plus sparse
+three (the sparse copy of the layer beside the two low-rank steps), each hidden map
+written by one step and read by the next; its weights move as the file stores them
+(codebook indices and codebook, bitmask or relative sparse indices, packed codes). In a
+matmul between activations, W is an activation too. Pooling and elementwise ops are nests
+without weights, priced by the bytes they move.
 
 `Nests` holds one array per field, one entry per nest, so that all options of all
 layers are priced in one vectorised pass.
@@ -19,16 +22,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import Sequence
 
 import numpy as np
 
-from hwsearch.artifact import factor_bytes
-from hwsearch.compress import kept_count
+from hwsearch.compress import Geometry, estimate_layer_nbytes, factor_shapes, kept_count, structure_of
+from hwsearch.compress.lowrank_sparse import sparse_count
 from hwsearch.layer_graph import Layer
 from hwsearch.options import Option
 
 MAC, POOL, ELEMENTWISE = 0, 1, 2     # nest kinds
-_RECORD_BYTES = 7                    # per-layer record in the file (artifact._RECORD)
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Nests:
     out_elems: np.ndarray   # elements written per image
     tap_share: np.ndarray   # share of the MACs whose filter tap lands inside the input, not on padding
     weight_share: np.ndarray  # share of the weights some output applies to real input (not only padding)
+    shared: np.ndarray      # weights are indices into a codebook, looked up into `bits`-bit values on the way in
 
     def __len__(self) -> int:
         return len(self.owner)
@@ -84,11 +88,15 @@ class Nests:
         return Nests(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Nests)))
 
 
-def build_nests(pairs: list[tuple[Layer, Option]], batch: int = 1) -> Nests:
-    """The loop nests of every (layer, option) pair, for `batch` images at once."""
+def build_nests(pairs: list[tuple[Layer, Option]], batch: int = 1, sizes: Sequence[int | None] | None = None) -> Nests:
+    """The loop nests of every (layer, option) pair, for `batch` images at once.
+
+    `sizes[i]`: the exact bytes pair i's layer takes in the file (measured on its fitted
+    factors, see `proxy`), or None for the estimate from shapes (`estimate_layer_nbytes`).
+    """
     rows: list[tuple] = []
     for owner, (layer, option) in enumerate(pairs):
-        rows.extend(_nests_of(owner, layer, option, batch))
+        rows.extend(_nests_of(owner, layer, option, batch, None if sizes is None else sizes[owner]))
     if not rows:
         return Nests(*(np.zeros(0, dtype=np.int64) for _ in fields(Nests)))
     columns = list(zip(*rows))
@@ -97,11 +105,12 @@ def build_nests(pairs: list[tuple[Layer, Option]], batch: int = 1) -> Nests:
 
 
 def _row(owner, kind, B, G, K, C, OY, OX, FY=1, FX=1, SY=1, SX=1, IY=None, IX=None, bits=32, density=1.0,
-         file_bytes=0, w_is_activation=False, in_elems=0, out_elems=0, tap_share=1.0, weight_share=1.0) -> tuple:
+         file_bytes=0, w_is_activation=False, in_elems=0, out_elems=0, tap_share=1.0, weight_share=1.0,
+         shared=False) -> tuple:
     IY = OY if IY is None else IY
     IX = OX if IX is None else IX
     return (owner, kind, B, G, K, C, OY, OX, FY, FX, SY, SX, IY, IX, bits, density, file_bytes, w_is_activation,
-            in_elems, out_elems, tap_share, weight_share)
+            in_elems, out_elems, tap_share, weight_share, shared)
 
 
 def _taps(out: int, size: int, kernel: int, stride: int, pad: int, dilation: int) -> tuple[float, float]:
@@ -147,9 +156,9 @@ def _spatial(layer: Layer) -> tuple[int, int, int, int, int, int, int, int, int,
     return oy, ox, fy, fx, sy, sx, need_y, need_x, efy, efx
 
 
-def _nests_of(owner: int, layer: Layer, option: Option, batch: int) -> list[tuple]:
+def _nests_of(owner: int, layer: Layer, option: Option, batch: int, size: int | None) -> list[tuple]:
     if layer.kind in ("conv", "linear"):
-        return _weighted(owner, layer, option, batch)
+        return _weighted(owner, layer, option, batch, size)
     if option != Option():
         raise ValueError(f"{layer.kind} op {layer.name!r} takes no compression option")
     if layer.kind == "conv_transpose":
@@ -183,36 +192,83 @@ def _nests_of(owner: int, layer: Layer, option: Option, batch: int) -> list[tupl
     return [_row(owner, ELEMENTWISE, batch, 1, 1, 1, 1, 1, in_elems=per_image_in, out_elems=per_image_out)]
 
 
-def _weighted(owner: int, layer: Layer, option: Option, batch: int) -> list[tuple]:
-    """Conv and linear layers: one nest, or two for a low-rank option."""
-    rows_, cols = layer.matrix_shape
-    density = kept_count(rows_ * cols, option.sparsity) / (rows_ * cols)
-    if layer.kind == "linear":
-        positions = math.prod(layer.out_shape[1:-1]) if len(layer.out_shape) > 2 else 1
-        first = dict(OY=positions, OX=1, IY=positions, IX=1)
-        second = first
-        c_in = cols
-        conv_geometry = {}
-    else:
-        oy, ox, fy, fx, sy, sx, iy, ix, _, _ = _spatial(layer)
-        first = dict(OY=oy, OX=ox, IY=iy, IX=ix)
-        conv_geometry = dict(FY=fy, FX=fx, SY=sy, SX=sx)
-        second = dict(OY=oy, OX=ox, IY=oy, IX=ox)                   # the 1x1 conv reads the hidden map
-        c_in = layer.weight_shape[1]
+def _weighted(owner: int, layer: Layer, option: Option, batch: int, size: int | None) -> list[tuple]:
+    """Conv and linear layers: one nest per step of the option's structure."""
+    if layer.kind == "conv" and len(layer.weight_shape) != 4:
+        return _conv1d(owner, layer, option, batch, size)
+    geometry = Geometry.of(layer)
+    structure = structure_of(geometry, option)
+    shapes = factor_shapes(structure)
+    total = estimate_layer_nbytes(geometry, option, layer.has_bias) if size is None else int(size)
+    per_factor = _split_bytes(total, shapes)
+    shared = bool(option.codebook)
+    bits = option.codebook if shared else option.bits
+    sparse_factor = len(shapes) - 1 if option.method == "lowrank_sparse" and option.density else None
     out_elems = math.prod(layer.out_shape[1:])
+    rows = []
+    for chain_index, chain in enumerate(structure):
+        size_in = _in_extent(layer)
+        for step_index, step in enumerate(chain):
+            rows_, cols = step.matrix_shape
+            if step.factor == sparse_factor:
+                kept = geometry.groups * sparse_count(rows_ * cols // geometry.groups, option.density)
+            else:
+                kept = kept_count(rows_ * cols, option.sparsity)
+            last = step_index == len(chain) - 1
+            if step.kernel is None:                                   # linear: positions x features
+                positions = math.prod(layer.out_shape[1:-1]) if len(layer.out_shape) > 2 else 1
+                rows.append(_row(owner, MAC, batch, 1, step.out_channels, step.in_channels, positions, 1,
+                                 bits=bits, density=kept / (rows_ * cols), file_bytes=per_factor[step.factor],
+                                 out_elems=out_elems if last else step.out_channels * positions, shared=shared))
+                continue
+            oy, ox, iy, ix, taps, used = _conv_step(size_in, step)
+            g = step.groups
+            rows.append(_row(owner, MAC, batch, g, step.out_channels // g, step.in_channels // g, oy, ox,
+                             step.kernel[0], step.kernel[1], step.stride[0], step.stride[1], iy, ix, bits=bits,
+                             density=kept / (rows_ * cols), file_bytes=per_factor[step.factor],
+                             out_elems=out_elems if last else step.out_channels * oy * ox, tap_share=taps,
+                             weight_share=used, shared=shared))
+            size_in = (oy, ox)
+    return rows
+
+
+def _in_extent(layer: Layer) -> tuple[int, int]:
+    return (layer.in_shape[2], layer.in_shape[3]) if layer.kind == "conv" else (1, 1)
+
+
+def _split_bytes(total: int, shapes: list[tuple[int, int]]) -> list[int]:
+    """A layer's bytes shared among its factors in proportion to their weights (the first takes the rest)."""
+    weights = [r * c for r, c in shapes]
+    shares = [total * w // sum(weights) for w in weights]
+    shares[0] += total - sum(shares)
+    return shares
+
+
+@lru_cache(maxsize=65536)
+def _conv_step(size_in: tuple[int, int], step) -> tuple[int, int, int, int, float, float]:
+    """(OY, OX, IY, IX needed, tap share, weight share) of one conv step on a (rows, cols) input."""
+    out, need, shares = [], [], []
+    for a in (0, 1):
+        size, k, s, d = size_in[a], step.kernel[a], step.stride[a], step.dilation[a]
+        if isinstance(step.padding, str):
+            pad = 0 if step.padding == "valid" else (k - 1) * d // 2
+        else:
+            pad = step.padding[a]
+        o = (size + 2 * pad - d * (k - 1) - 1) // s + 1
+        out.append(o)
+        need.append(min(size, (o - 1) * s + (k - 1) * d + 1))
+        shares.append(_taps(o, size, k, s, pad, d))
+    return out[0], out[1], need[0], need[1], shares[0][0] * shares[1][0], shares[0][1] * shares[1][1]
+
+
+def _conv1d(owner: int, layer: Layer, option: Option, batch: int, size: int | None) -> list[tuple]:
+    """A Conv1d priced as one row of a 2-D conv; compression options apply to Conv2d and Linear only."""
+    if option != Option():
+        raise ValueError(f"conv1d layer {layer.name!r} takes no compression option; hwsearch compresses Conv2d "
+                         "and Linear layers")
+    oy, ox, fy, fx, sy, sx, iy, ix, _, _ = _spatial(layer)
+    file_bytes = 4 * layer.n_weights + (4 * layer.weight_shape[0] if layer.has_bias else 0) if size is None else size
     taps, used = padding_shares(layer)
-    if option.rank is None:
-        file_bytes = _RECORD_BYTES + factor_bytes(rows_, cols, option.sparsity, option.bits)
-        return [_row(owner, MAC, batch, layer.groups, rows_ // layer.groups, c_in, **first, **conv_geometry,
-                     bits=option.bits, density=density, file_bytes=file_bytes, out_elems=out_elems,
-                     tap_share=taps, weight_share=used)]
-    r = option.rank
-    first_bytes = _RECORD_BYTES + factor_bytes(r, cols, option.sparsity, option.bits)
-    second_bytes = factor_bytes(rows_, r, option.sparsity, option.bits)
-    d1 = kept_count(r * cols, option.sparsity) / (r * cols)
-    d2 = kept_count(rows_ * r, option.sparsity) / (rows_ * r)
-    hidden = r * first["OY"] * first["OX"]
-    return [_row(owner, MAC, batch, 1, r, c_in, **first, **conv_geometry, bits=option.bits, density=d1,
-                 file_bytes=first_bytes, out_elems=hidden, tap_share=taps, weight_share=used),
-            _row(owner, MAC, batch, 1, rows_, r, **second, bits=option.bits, density=d2,
-                 file_bytes=second_bytes, out_elems=out_elems)]
+    return [_row(owner, MAC, batch, layer.groups, layer.weight_shape[0] // layer.groups, layer.weight_shape[1],
+                 oy, ox, fy, fx, sy, sx, iy, ix, file_bytes=file_bytes, out_elems=math.prod(layer.out_shape[1:]),
+                 tap_share=taps, weight_share=used)]

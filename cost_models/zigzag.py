@@ -172,9 +172,11 @@ class ZigZagCostModel(CostModel):
 
     # ---- the interface ----------------------------------------------------------------------------
 
-    def price(self, pairs: Sequence[tuple[Layer, Option]], *, progress=None) -> ZigZagCosts:
-        """Costs of every (layer, option) pair; `progress` (a rich Progress) shows the simulations run."""
-        nests = build_nests(list(pairs), self.batch)
+    def price(self, pairs: Sequence[tuple[Layer, Option]], *, sizes: Sequence[int | None] | None = None,
+              progress=None) -> ZigZagCosts:
+        """Costs of every (layer, option) pair (`sizes` as `CostModel.price`); `progress` (a rich Progress)
+        shows the simulations run."""
+        nests = build_nests(list(pairs), self.batch, sizes)
         per_nest, caveats = self.price_nests(nests, progress=progress)
         costs = _per_pair(per_nest, nests.owner, len(pairs), self.target.levels)   # as the analytical model sums
         pair_caveats = [set() for _ in pairs]

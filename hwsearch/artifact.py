@@ -1,18 +1,17 @@
 """The compressed file: what the search promised, byte for byte.
 
-Layout (little-endian), version 1:
+Layout (little-endian), version 2:
 
     b"HWSC" | u16 version | u32 meta_len | meta (UTF-8 JSON)     header: independent of the plan
-    dense tensors, in meta order, raw                             BN, biases, buffers: unchanged
-    per compressible layer, in meta order:
-        u8 bits | u32 rank (0 = full) | u16 sparsity x 10^4       7-byte record
-        per factor: u32 kept | [mask: ceil(numel/8) B if kept < numel]
-                    | values: kept (or numel) codes of `bits` bits, bit-packed (fp32 if bits == 32)
-                    | [scales: fp32 per row if bits < 32]
+    dense tensors, in meta order, raw                             BN, buffers, weights of layers not
+                                                                  compressed: unchanged
+    per compressible layer, in meta order: its record, bias and factors (`hwsearch.compress.encoding`)
     u32 CRC-32 of everything before it
 
-Because the header does not depend on the plan, a file's size is `fixed_bytes` plus
-the sum of `layer_bytes` over layers: the size table the search reads is exact.
+Because the header does not depend on the plan, a file's size is `fixed_bytes` plus the
+sum of `hwsearch.compress.layer_nbytes` over layers: the size table the search reads is
+exact. Version 1 (a 7-byte record per layer, biases among the dense tensors, masks as
+bitmasks, uniform codes only) is still read.
 """
 from __future__ import annotations
 
@@ -27,45 +26,51 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwsearch.compress import CompressedLayer, Factor, factor_shapes, kept_count, quantize
+from hwsearch.compress import (CompressedLayer, Factor, Geometry, decode_layer, encode_layer, factor_shapes,
+                               structure_of)
+from hwsearch.compress.channels import prune_channels_
+from hwsearch.compress.transforms import rebuild_transforms
+from hwsearch.compress.encoding import Reader, unpack_bits
 from hwsearch.errors import ArtifactError
 from hwsearch.models import LEGACY_NAMES, build_model, load_user_model
 from hwsearch.options import Option
 
 MAGIC = b"HWSC"
-VERSION = 1
+VERSION = 2
 _HEADER = struct.Struct("<4sHI")
-_RECORD = struct.Struct("<BIH")
-_KEPT = struct.Struct("<I")
+_V1_RECORD = struct.Struct("<BIH")
+_V1_KEPT = struct.Struct("<I")
 _CRC = struct.Struct("<I")
 
 
-# ---- sizes: the exact byte count of each part, used by the size table ---------------------------
-
-def factor_bytes(rows: int, cols: int, sparsity: float, bits: int) -> int:
-    numel = rows * cols
-    kept = kept_count(numel, sparsity)
-    mask = math.ceil(numel / 8) if kept < numel else 0
-    values = 4 * kept if bits == 32 else math.ceil(kept * bits / 8)
-    scales = 4 * rows if bits < 32 else 0
-    return _KEPT.size + mask + values + scales
-
-
-def layer_bytes(weight_shape: tuple[int, ...], option: Option) -> int:
-    """Bytes one compressible layer takes in the file under `option`."""
-    return _RECORD.size + sum(factor_bytes(r, c, option.sparsity, option.bits)
-                              for r, c in factor_shapes(weight_shape, option))
-
+# ---- sizes: the plan-independent part (each layer's part is `hwsearch.compress.layer_nbytes`) -------
 
 def _dense_items(model: nn.Module, layer_names: list[str]) -> list[tuple[str, torch.Tensor]]:
-    """State the file keeps as it is: everything but the compressible weights, in state_dict order.
+    """State the file keeps as it is: everything but the compressible layers' own tensors, in state_dict order.
 
-    The same list comes out of the original model (`<layer>.weight` dropped) and of its
-    compressed form (`<layer>.factors.*` dropped), so the header does not depend on the plan.
+    The same list comes out of the original model (`<layer>.weight` and `.bias` dropped) and
+    of its compressed form (`<layer>.factors.*` and `.bias` dropped), so the header does not
+    depend on the plan. Batch norms of a pruned channel group are written at their original
+    width (zeros for the removed channels, which the loader slices away again).
     """
     skip = tuple(f"{name}.factors." for name in layer_names)
-    weights = {f"{name}.weight" for name in layer_names}
-    return [(key, t) for key, t in model.state_dict().items() if key not in weights and not key.startswith(skip)]
+    own = {f"{name}.{p}" for name in layer_names for p in ("weight", "bias")}
+    widen = {}
+    for name in layer_names:
+        choice = getattr(model.get_submodule(name), "channels", None)
+        if choice is not None:
+            widen.update({norm: choice for norm in choice.group.norms})
+    items = []
+    for key, t in model.state_dict().items():
+        if key in own or key.startswith(skip):
+            continue
+        choice = widen.get(key.rpartition(".")[0])
+        if choice is not None and t.dim() == 1:
+            full = torch.zeros(choice.group.channels, dtype=t.dtype)
+            full[list(choice.kept)] = t
+            t = full
+        items.append((key, t))
+    return items
 
 
 def _meta(model: nn.Module, model_spec: dict, layer_names: list[str]) -> bytes:
@@ -82,41 +87,6 @@ def fixed_bytes(model: nn.Module, *, model_spec: dict, layer_names: list[str]) -
 
 # ---- encoding -------------------------------------------------------------------------------------
 
-def _pack(values: np.ndarray, bits: int) -> bytes:
-    """Bit-pack unsigned integers of `bits` bits each (little-endian bit order)."""
-    if bits == 8:
-        return values.astype(np.uint8).tobytes()
-    shifts = np.arange(bits, dtype=np.uint32)
-    bit_matrix = ((values.astype(np.uint32)[:, None] >> shifts) & 1).astype(np.uint8)   # (count, bits)
-    return np.packbits(bit_matrix.ravel(), bitorder="little").tobytes()
-
-
-def _unpack(buffer: bytes, count: int, bits: int) -> np.ndarray:
-    if bits == 8:
-        return np.frombuffer(buffer, np.uint8, count).astype(np.int64)
-    bit_matrix = np.unpackbits(np.frombuffer(buffer, np.uint8), count=count * bits, bitorder="little")
-    return (bit_matrix.reshape(count, bits).astype(np.int64) << np.arange(bits)).sum(axis=1)
-
-
-def _encode_factor(factor: Factor) -> bytes:
-    weight = factor.weight.detach()
-    if factor.mask is not None:
-        weight = weight * factor.mask
-    mask = factor.mask.flatten().numpy() if factor.mask is not None else np.ones(weight.numel(), bool)
-    kept = int(mask.sum())
-    parts = [_KEPT.pack(kept)]
-    if kept < weight.numel():
-        parts.append(np.packbits(mask, bitorder="little").tobytes())
-    if factor.bits == 32:
-        parts.append(weight.flatten().numpy()[mask].astype("<f4").tobytes())
-    else:
-        codes, scale = quantize(weight, factor.bits)
-        offset = 2 ** (factor.bits - 1) - 1                      # codes -> [0, 2^bits - 2]
-        parts.append(_pack((codes.flatten().numpy()[mask] + offset).astype(np.int64), factor.bits))
-        parts.append(scale.numpy().astype("<f4").tobytes())
-    return b"".join(parts)
-
-
 def save(model: nn.Module, path: str | Path, *, model_spec: dict, layer_names: list[str]) -> int:
     """Write a compressed model (every layer in `layer_names` a CompressedLayer); returns bytes written."""
     meta = _meta(model, model_spec, layer_names)
@@ -126,9 +96,7 @@ def save(model: nn.Module, path: str | Path, *, model_spec: dict, layer_names: l
         layer = model.get_submodule(name)
         if not isinstance(layer, CompressedLayer):
             raise TypeError(f"layer {name!r} is not compressed; apply a plan to every layer first")
-        option = layer.option
-        chunks.append(_RECORD.pack(option.bits, option.rank or 0, round(option.sparsity * 10_000)))
-        chunks.extend(_encode_factor(factor) for factor in layer.factors)
+        chunks.append(encode_layer(layer))
     body = b"".join(chunks)
     data = body + _CRC.pack(zlib.crc32(body))
     path = Path(path)
@@ -140,24 +108,15 @@ def save(model: nn.Module, path: str | Path, *, model_spec: dict, layer_names: l
 
 # ---- decoding -------------------------------------------------------------------------------------
 
-class _Reader:
-    def __init__(self, data: bytes, path: Path):
-        self.data, self.pos, self.path = data, 0, path
-
-    def take(self, n: int) -> bytes:
-        if self.pos + n > len(self.data):
-            raise ArtifactError(f"{self.path} is truncated at byte {self.pos:,}; export it again")
-        chunk = self.data[self.pos:self.pos + n]
-        self.pos += n
-        return chunk
-
-
 def rebuild(spec: dict) -> nn.Module:
-    """The architecture a file records: a built-in by name, or the user's builder (its weights are replaced)."""
+    """The architecture a file records: a built-in by name, or the user's builder (its weights are replaced),
+    with the whole-model transforms it records (a replaced classifier)."""
     if "builder" in spec:
-        return load_user_model(spec["builder"])
-    # version-1 files name the digits models as they were called before the reference architectures came
-    return build_model(LEGACY_NAMES.get(spec["name"], spec["name"]), **spec.get("kwargs", {}))
+        model = load_user_model(spec["builder"])
+    else:
+        # version-1 files name the digits models as they were called before the reference architectures came
+        model = build_model(LEGACY_NAMES.get(spec["name"], spec["name"]), **spec.get("kwargs", {}))
+    return rebuild_transforms(model, spec)
 
 
 def load(path: str | Path) -> tuple[nn.Module, dict]:
@@ -172,10 +131,11 @@ def load(path: str | Path) -> tuple[nn.Module, dict]:
     body, (crc,) = data[:-_CRC.size], _CRC.unpack(data[-_CRC.size:])
     if zlib.crc32(body) != crc:
         raise ArtifactError(f"{path} is corrupt (checksum mismatch); export it again")
-    reader = _Reader(body, path)
+    reader = Reader(body, path)
     _, version, meta_len = _HEADER.unpack(reader.take(_HEADER.size))
-    if version != VERSION:
-        raise ArtifactError(f"{path} has format version {version}; this hwsearch reads version {VERSION}")
+    if version not in (1, VERSION):
+        raise ArtifactError(f"{path} has format version {version}; this hwsearch reads versions 1 and {VERSION}: "
+                            "export it again with this hwsearch, or read it with the hwsearch that wrote it")
     meta = json.loads(reader.take(meta_len))
     model = rebuild(meta["model"])
     dense = {}
@@ -183,28 +143,50 @@ def load(path: str | Path) -> tuple[nn.Module, dict]:
         torch_dtype = getattr(torch, dtype)
         n_bytes = math.prod(shape) * torch.empty((), dtype=torch_dtype).element_size()
         dense[key] = torch.frombuffer(bytearray(reader.take(n_bytes)), dtype=torch_dtype).reshape(shape)
+    # the dense state first: a pruned channel group then slices its batch norms as it prunes the layers
+    missing, unexpected = model.load_state_dict(dense, strict=False)
+    own = tuple(f"{name}." for name in meta["layers"])
+    stray = sorted(k for k in missing if not k.startswith(own))
+    if unexpected or stray:
+        raise ArtifactError(f"{path} does not match model {meta['model']}: missing {stray[:3]}, "
+                            f"unexpected {sorted(unexpected)[:3]}")
     for name in meta["layers"]:
         module = model.get_submodule(name)
-        bits, rank, sparsity = _RECORD.unpack(reader.take(_RECORD.size))
-        option = Option(rank or None, sparsity / 10_000, bits)
-        factors = [_decode_factor(reader, rows, cols, bits) for rows, cols in factor_shapes(tuple(module.weight.shape), option)]
+        if version == VERSION:
+            def prune(choice, name=name):
+                prune_channels_(model, choice)
+                return model.get_submodule(name)
+            layer = decode_layer(reader, module, prune)
+        else:
+            layer = _decode_v1_layer(reader, module)
         parent, _, child = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, child, CompressedLayer(module, option, factors))
+        setattr(model.get_submodule(parent) if parent else model, child, layer)
     if reader.pos != len(body):
         raise ArtifactError(f"{path} has {len(body) - reader.pos:,} unexpected trailing bytes; export it again")
-    missing, unexpected = model.load_state_dict(dense, strict=False)
-    factor_keys = {k for k in missing if ".factors." in k}
-    if unexpected or set(missing) - factor_keys:
-        raise ArtifactError(f"{path} does not match model {spec['name']!r}: "
-                            f"missing {sorted(set(missing) - factor_keys)[:3]}, unexpected {sorted(unexpected)[:3]}")
+    if version == 1:                        # version-1 biases are among the dense tensors
+        model.load_state_dict({k: v for k, v in dense.items() if k.startswith(own)}, strict=False)
     return model.eval(), meta
 
 
-def _decode_factor(reader: _Reader, rows: int, cols: int, bits: int) -> Factor:
+def _decode_v1_layer(reader: Reader, module: nn.Module) -> CompressedLayer:
+    """A version-1 layer: 7-byte record, then per factor u32 kept | [bitmask] | packed codes | [fp32 row scales].
+    Its bias is among the dense tensors and is loaded into the layer afterwards."""
+    bits, rank, sparsity = reader.unpack(_V1_RECORD)
+    try:
+        option = Option(rank or None, sparsity / 10_000, bits)
+        geometry = Geometry.of(module)
+        structure = structure_of(geometry, option)
+    except ValueError as exc:
+        raise reader.corrupt(f"an option this layer cannot take ({exc})") from None
+    factors = [_decode_v1_factor(reader, rows, cols, bits) for rows, cols in factor_shapes(structure)]
+    return CompressedLayer(geometry, option, structure, factors, module.bias)
+
+
+def _decode_v1_factor(reader: Reader, rows: int, cols: int, bits: int) -> Factor:
     numel = rows * cols
-    (kept,) = _KEPT.unpack(reader.take(_KEPT.size))
+    (kept,) = reader.unpack(_V1_KEPT)
     if kept > numel:
-        raise ArtifactError(f"{reader.path} is corrupt: {kept:,} kept weights in a {rows}x{cols} factor")
+        raise reader.corrupt(f"{kept:,} kept weights in a {rows}x{cols} factor")
     mask = np.ones(numel, bool)
     if kept < numel:
         mask = np.unpackbits(np.frombuffer(reader.take(math.ceil(numel / 8)), np.uint8),
@@ -213,11 +195,10 @@ def _decode_factor(reader: _Reader, rows: int, cols: int, bits: int) -> Factor:
     if bits == 32:
         values[mask] = np.frombuffer(reader.take(4 * kept), "<f4")
     else:
-        codes = _unpack(reader.take(math.ceil(kept * bits / 8)), kept, bits) - (2 ** (bits - 1) - 1)
+        codes = unpack_bits(reader.take(math.ceil(kept * bits / 8)), kept, bits) - (2 ** (bits - 1) - 1)
         scale = np.frombuffer(reader.take(4 * rows), "<f4")
         full = np.zeros(numel, np.float32)
         full[mask] = codes
-        # same float32 product as the quantizer's forward, so outputs match bit for bit
         values = (torch.from_numpy(full.reshape(rows, cols)) * torch.from_numpy(scale.copy())[:, None]).numpy()
     weight = torch.from_numpy(values.reshape(rows, cols).copy())
     mask_tensor = None if kept == numel else torch.from_numpy(mask.reshape(rows, cols).copy())

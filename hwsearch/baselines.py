@@ -3,7 +3,7 @@
 They are marked on every run's Pareto plot and retrained side by side with hwsearch's
 choice in benchmarks/search_quality.py:
 
-- uniform: the same option (rank fraction, sparsity, bits) in every layer; of those that
+- uniform: the same option (rank fraction, sparsity, bits, or a codebook) in every layer; of those that
   meet the budgets, the one with the best proxy score.
 - uniform, first and last fp32: the same, with the first and last layers left as they
   are (common practice: they are small and sensitive).
@@ -14,13 +14,15 @@ choice in benchmarks/search_quality.py:
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from hwsearch.budget import Budgets
 from hwsearch.cost_table import CostTable
 from hwsearch.knapsack import SEPARABLE
 from hwsearch.layer_graph import Layer
-from hwsearch.options import BITS, RANK_FRACTIONS, SPARSITIES, Option
+from hwsearch.options import BITS, CODEBOOK_BITS, RANK_FRACTIONS, SPARSITIES, Option
 from hwsearch.proxy import ProxyTable
 from hwsearch.study import lower_hull, non_dominated
 
@@ -32,27 +34,38 @@ def fits(costs: CostTable, budgets: Budgets, choice: Choice) -> bool:
     return all(totals[key] <= limit for key, limit in budgets.limits().items())
 
 
-def _uniform_index(layer: Layer, options: list[Option], fraction: float | None, sparsity: float, bits: int) -> int:
-    """The layer's option for (rank fraction, sparsity, bits); full rank where the grid has no such rank."""
-    rank = None if fraction is None else max(1, round(min(layer.matrix_shape) * fraction))
-    option = Option(rank, sparsity, bits)
-    return options.index(option if option in options else Option(None, sparsity, bits))
+def _uniform_index(layer: Layer, options: list[Option], template: Option, fraction: float | None) -> int:
+    """The layer's option like `template`, at rank `fraction` of each group's full rank; full rank where
+    the layer's grid has no such rank (the rank would not save weights)."""
+    rows, cols = layer.matrix_shape
+    groups = max(1, layer.groups)
+    rank = None if fraction is None else max(1, round(min(rows // groups, cols) * fraction))
+    ranked = replace(template, rank=rank, method=None)
+    return options.index(ranked if ranked in options else template)
+
+
+def _templates() -> list[tuple[Option, float | None]]:
+    """One option for every layer: uniform codes at any rank fraction, or a codebook at full rank."""
+    uniform = [(Option(None, sparsity, bits), fraction) for fraction in (None, *RANK_FRACTIONS)
+               for sparsity in SPARSITIES for bits in BITS]
+    return uniform + [(Option(sparsity=sparsity, bits=bits, codebook=16), None) for sparsity in SPARSITIES
+                      for bits in CODEBOOK_BITS]
 
 
 def uniform_plan(layers: list[Layer], proxy: ProxyTable, costs: CostTable, budgets: Budgets, *,
                  keep_ends: bool = False) -> Choice | None:
     """The best plan that uses one option in every layer (None: no such plan fits)."""
     best, best_score = None, np.inf
-    for fraction in (None, *RANK_FRACTIONS):
-        for sparsity in SPARSITIES:
-            for bits in BITS:
-                choice = {l.name: _uniform_index(l, proxy.options[l.name], fraction, sparsity, bits) for l in layers}
-                if keep_ends:
-                    for layer in (layers[0], layers[-1]):
-                        choice[layer.name] = proxy.options[layer.name].index(Option())
-                score = sum(proxy.scores[name][i] for name, i in choice.items())
-                if score < best_score and fits(costs, budgets, choice):
-                    best, best_score = choice, score
+    for template, fraction in _templates():
+        if any(template not in proxy.options[l.name] for l in layers):      # a grid without it (e.g. classic)
+            continue
+        choice = {l.name: _uniform_index(l, proxy.options[l.name], template, fraction) for l in layers}
+        if keep_ends:
+            for layer in (layers[0], layers[-1]):
+                choice[layer.name] = proxy.options[layer.name].index(Option())
+        score = sum(proxy.scores[name][i] for name, i in choice.items())
+        if score < best_score and fits(costs, budgets, choice):
+            best, best_score = choice, score
     return best
 
 

@@ -65,6 +65,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=d.top_k, help=f"candidates confirmed by retraining (default {d.top_k})")
     p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs, help=f"epochs per retrained candidate (default {d.finetune_epochs})")
     p.add_argument("--calibration", type=int, default=d.calibration_size, help=f"images feeding the proxy (default {d.calibration_size})")
+    p.add_argument("--grid", choices=["classic", "default", "full"], default=d.grid,
+                   help="per-layer options searched: classic (rank x sparsity x uniform bits), default (plus codebooks, "
+                        "data-aware SVD, Tucker-2, spatial separation), full (plus low rank plus sparse and more; "
+                        "slow tables)")
+    p.add_argument("--structured", action="store_true",
+                   help="also prune whole filters and channels (each channel group searched as one unit); slower "
+                        "tables")
+    p.add_argument("--classifier", choices=["gap"], default=None,
+                   help="first replace the fully connected classifier after the last conv by global average pooling "
+                        "and one linear layer, and retrain (Hsiao 2017)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--results", default=d.results_dir, help=f"folder for run folders (default {d.results_dir}/)")
     p.add_argument("--cache-dir", default=None, help="trained-model cache (default $HWSEARCH_CACHE or ~/.cache/hwsearch)")
@@ -126,7 +136,7 @@ def _search(argv: list[str]) -> int:
                        model=args.model, data=args.data, input=args.input, eval=args.eval, loss=args.loss,
                        trials=args.trials,
                        top_k=args.top_k, finetune_epochs=args.finetune_epochs, calibration_size=args.calibration,
-                       seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id)
+                       grid=args.grid, structured=args.structured, classifier=args.classifier, seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id)
     received: list[int] = []
 
     def interrupt(signum, frame):

@@ -29,6 +29,10 @@ class RunConfig:
     finetune_schedule: str = "one-cycle"   # or "cosine", "constant" (benchmarks/retraining.py)
     finetune_distill: float = 0.0   # weight of the original model's soft targets when fine-tuning (0: labels only)
     calibration_size: int = 256     # training images whose activations feed the proxy
+    grid: str = "default"           # per-layer options: classic (version 1), default, or full (slow tables)
+    structured: bool = False        # also prune whole channels (channel groups searched as units; see units.py)
+    classifier: str | None = None   # "gap": replace the fully connected classifier by GAP + one linear layer first
+    classifier_epochs: int = 8      # retraining after the classifier is replaced
     seed: int = 0
     results_dir: str = "results"
     cache_dir: str | None = None    # trained-model cache; None: $HWSEARCH_CACHE or ~/.cache/hwsearch

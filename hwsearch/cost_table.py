@@ -98,14 +98,25 @@ class CostTable:
 
 
 def build_cost_table(cost_model: CostModel, layers: list[Layer], options: dict[str, list[Option]],
-                     fixed_bytes: int, graph: LayerGraph | None = None) -> CostTable:
-    """Price every option of every compressible layer, and the fixed ops, cold and warm."""
+                     fixed_bytes: int, graph: LayerGraph | None = None,
+                     sizes: dict[str, np.ndarray] | None = None) -> CostTable:
+    """Price every option of every compressible layer, and the fixed ops, cold and warm.
+
+    `sizes[layer][i]`: the exact bytes option i takes in the file (`ProxyTable.sizes`, measured
+    on the fitted option); without them, bytes are estimated from shapes (an upper bound
+    wherever sparse positions or codebook indices are coded by their data).
+    """
     target = cost_model.target
     fixed_ops = graph.fixed_ops(fused=not target.fuses_activations) if graph is not None else []
     pairs = [(layer, option) for layer in layers for option in options[layer.name]]
+    measured = None
+    if sizes:
+        measured = [int(sizes[layer.name][i]) if layer.name in sizes else None
+                    for layer in layers for i in range(len(options[layer.name]))]
+        measured += [None] * len(fixed_ops)
     pairs += [(op, Option()) for op in fixed_ops]
     warm_model = type(cost_model)(target, batch=cost_model.batch, warm=True)
-    priced = {mode: model.price(pairs) for mode, model in (("cold", cost_model), ("warm", warm_model))}
+    priced = {mode: model.price(pairs, sizes=measured) for mode, model in (("cold", cost_model), ("warm", warm_model))}
     columns = tuple(priced["cold"].columns())
     matrix = {mode: np.column_stack([c.columns()[k] for k in columns]).astype(np.float64)   # exact to 2**53
               for mode, c in priced.items()}

@@ -133,8 +133,12 @@ def top1(model: nn.Module, split: Split | LoaderSplit, batch_size: int = 512) ->
 Digits = Data    # the name this module used when digits was the only data
 
 
-def load_digits_split(seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15) -> Data:
-    """Split digits 70/15/15 with a fixed seed, standardised with the train statistics."""
+def load_digits_split(seed: int = 0, val_fraction: float = 0.15, test_fraction: float = 0.15, size: int = 8) -> Data:
+    """Split digits 70/15/15 with a fixed seed, standardised with the train statistics.
+
+    `size`: side of the images, resized bilinearly from the 8x8 scans (a model built for
+    28x28 input sees the digits at that size; the random shift scales with it).
+    """
     images, labels = load_digits(return_X_y=True)
     images = images.astype(np.float32).reshape(-1, 1, 8, 8)
     x_rest, x_test, y_rest, y_test = train_test_split(
@@ -144,6 +148,9 @@ def load_digits_split(seed: int = 0, val_fraction: float = 0.15, test_fraction: 
     mean, std = x_train.mean(), x_train.std()
 
     def split(x, y):
-        return Split(torch.from_numpy((x - mean) / std), torch.from_numpy(y.astype(np.int64)))
+        images = torch.from_numpy((x - mean) / std)                                    # (N, 1, 8, 8)
+        if size != 8:
+            images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+        return Split(images.contiguous(), torch.from_numpy(y.astype(np.int64)))
 
-    return Data(split(x_train, y_train), split(x_val, y_val), split(x_test, y_test), max_shift=1)
+    return Data(split(x_train, y_train), split(x_val, y_val), split(x_test, y_test), max_shift=max(1, size // 8))

@@ -30,3 +30,7 @@ class ArtifactError(HwsearchError):
 
 class DataError(HwsearchError):
     """User data (a `--data` loader's splits, an `--eval` metric) of the wrong kind or shape."""
+
+
+class OptionError(HwsearchError, ValueError):
+    """A compression option (or plan) that breaks a rule, or one a layer cannot take."""

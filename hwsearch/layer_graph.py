@@ -144,7 +144,9 @@ class LayerGraph:
             meta = node.meta.get("tensor_meta")
             out_shape = tuple(meta.shape) if hasattr(meta, "shape") else None
             attrs = {"op": node.op, "target": str(node.target), "out_shape": out_shape,
-                     "type": _node_type(node, modules), "fused": node.name in fused}
+                     "type": _node_type(node, modules), "fused": node.name in fused,
+                     # tensor inputs in argument order, and the dimension a cat or flatten works on
+                     "inputs": [n.name for n in node.all_input_nodes], "dim": _dim_argument(node)}
             costed = _costed(node, modules)
             if node.name in fused:
                 fused_ops.update(op.name for op in costed)
@@ -449,6 +451,18 @@ def _node_type(node: fx.Node, modules: dict[str, nn.Module]) -> str:
     if node.op in ("call_function", "call_method"):
         return getattr(node.target, "__name__", str(node.target))
     return node.op
+
+
+def _dim_argument(node: fx.Node) -> int | None:
+    """The `dim` of a concatenation or the `start_dim` of a flatten (module or function); None otherwise."""
+    if node.op == "call_module":
+        return None
+    name = getattr(node.target, "__name__", str(node.target))
+    if name in ("cat", "concat", "concatenate"):
+        return node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else 0)
+    if name == "flatten":
+        return node.kwargs.get("start_dim", node.args[1] if len(node.args) > 1 else 0)
+    return None
 
 
 def _first_line(exc: BaseException) -> str:

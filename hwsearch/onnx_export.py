@@ -23,11 +23,13 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 from torch import nn
 
-from hwsearch.compress import CompressedLayer
+from hwsearch.compress import CompressedLayer, quantize
+from hwsearch.compress.layer import Sum, plain_layer
 
 OPSET = 17
 _WEIGHT_OPS = {"Conv", "Gemm", "MatMul"}     # what torch's exporter makes of Conv2d and Linear
@@ -36,77 +38,43 @@ _WEIGHT_OPS = {"Conv", "Gemm", "MatMul"}     # what torch's exporter makes of Co
 def plain_(model: nn.Module) -> nn.Module:
     """Replace every `CompressedLayer` in `model` by plain modules computing the same function.
 
-    A full-rank layer becomes an `nn.Conv2d` or `nn.Linear` holding its exported weight
-    (masked and dequantized) and bias; a low-rank layer an `nn.Sequential` of its two
-    smaller layers (conv: r filters of the original kernel, stride, padding and dilation,
-    then a 1x1 conv r -> K with the bias; linear: two Linear layers). In place; returns
-    `model`, or its replacement when `model` itself is a compressed layer. A layer shared
-    by several parents stays shared.
+    Each step of a layer's structure becomes an `nn.Conv2d` or `nn.Linear` holding its
+    exported weight (masked and dequantized); a chain of steps an `nn.Sequential` (a rank-r
+    SVD of a conv: r filters of the original kernel, stride, padding and dilation, then a
+    1x1 conv r -> K with the bias); several chains a `Sum` of them (low rank plus sparse).
+    In place; returns `model`, or its replacement when `model` itself is a compressed layer.
+    A layer shared by several parents stays shared.
     """
     if isinstance(model, CompressedLayer):
-        return _plain_layer(model)
+        return plain_layer(model)
     replacements: dict[int, nn.Module] = {}
     compressed = [(name, module) for name, module in model.named_modules(remove_duplicate=False)
                   if isinstance(module, CompressedLayer)]
     for name, layer in compressed:
         if id(layer) not in replacements:
-            replacements[id(layer)] = _plain_layer(layer)
+            replacements[id(layer)] = plain_layer(layer)
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, replacements[id(layer)])
     return model
 
 
-def _plain_layer(layer: CompressedLayer) -> nn.Module:
-    with torch.no_grad():
-        weights = [factor().detach().clone() for factor in layer.factors]   # (rows, cols) each
-        bias = None if layer.bias is None else layer.bias.detach().clone()
-    if layer.kind == "linear":
-        if len(weights) == 1:
-            plain = _linear(weights[0], bias)
-        else:
-            plain = nn.Sequential(_linear(weights[0], None), _linear(weights[1], bias))
-    else:
-        k, cg, kh, kw = layer.weight_shape
-        conv = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation)
-        if len(weights) == 1:
-            plain = _conv(weights[0].view(k, cg, kh, kw), bias, groups=layer.groups, **conv)
-        else:
-            first, second = weights                                       # (r, cg*kh*kw), (K, r)
-            plain = nn.Sequential(_conv(first.view(-1, cg, kh, kw), None, groups=1, **conv),
-                                  _conv(second[:, :, None, None], bias, groups=1))
-    return plain.train(layer.training)
-
-
-def _linear(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Linear:
-    # Built on the meta device: no random initialisation of weights that are replaced at once.
-    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
-    linear.weight = nn.Parameter(weight)
-    if bias is not None:
-        linear.bias = nn.Parameter(bias)
-    return linear
-
-
-def _conv(weight: torch.Tensor, bias: torch.Tensor | None, *, groups: int, **geometry) -> nn.Conv2d:
-    k, cg, kh, kw = weight.shape
-    conv = nn.Conv2d(cg * groups, k, (kh, kw), groups=groups, bias=bias is not None, device="meta", **geometry)
-    conv.weight = nn.Parameter(weight)
-    if bias is not None:
-        conv.bias = nn.Parameter(bias)
-    return conv
-
-
 def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path, *,
-                int8_layers: set[str] | None = None, calibration: torch.Tensor | None = None) -> Path:
+                int8_layers: set[str] | None = None, calibration: torch.Tensor | None = None,
+                integer_weights: bool = False) -> Path:
     """Export `model` (compressed or not; left unchanged) to ONNX at `path`; returns the path.
 
     The exported graph is `plain_` of a copy of the model in eval mode (batch norm folded
     into the convolutions), opset 17, the batch dimension fixed to `example_input`'s.
     `int8_layers` names layers to run with int8 kernels; `calibration` (N, *example's
     per-example shape), N a multiple of the example's batch, gives their activation
-    ranges. The file is written under a temporary name and renamed.
+    ranges. `integer_weights`: compressed weights stored as they are quantized, activations
+    staying float (`_integer_weights`). The file is written under a temporary name and renamed.
     """
     path = Path(path)
     int8_layers = set(int8_layers or ())
+    if int8_layers and integer_weights:
+        raise ValueError("int8_layers (static int8 layers) and integer_weights (weight-only) are two exports: "
+                         "choose one")
     batch = example_input.shape[0]
     if int8_layers:
         if calibration is None:
@@ -134,6 +102,11 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
             if missed:
                 raise RuntimeError(f"onnxruntime's quantizer left nodes {missed} in float; "
                                    "remove their layers from int8_layers")
+        if integer_weights:
+            final = Path(tmp) / "integer.onnx"
+            exported = onnx.load(fp32, load_external_data=False)
+            _integer_weights(exported, model)
+            onnx.save(exported, final)
         final.replace(path)                  # same directory: an atomic rename, never a half-written file
     return path
 
@@ -148,15 +121,18 @@ def _export(plain: nn.Module, example_input: torch.Tensor, path: Path) -> None:
 
 
 def _weight_modules(model: nn.Module, name: str) -> list[nn.Module]:
-    """The Conv2d / Linear modules a plain layer consists of: one, or two for low rank."""
+    """The Conv2d / Linear modules a plain layer consists of, in the order it runs them."""
     try:
         module = model.get_submodule(name)
     except AttributeError:
         return []
     if isinstance(module, (nn.Conv2d, nn.Linear)):
         return [module]
-    if isinstance(module, nn.Sequential) and all(isinstance(m, (nn.Conv2d, nn.Linear)) for m in module):
-        return list(module)
+    parts = list(module.modules())[1:]
+    weighted = [m for m in parts if isinstance(m, (nn.Conv2d, nn.Linear))]
+    if isinstance(module, (nn.Sequential, Sum)) and all(isinstance(m, (nn.Conv2d, nn.Linear, nn.Sequential,
+                                                                      nn.ModuleList)) for m in parts):
+        return weighted
     return []
 
 
@@ -243,3 +219,119 @@ def quantized_nodes(model: onnx.ModelProto) -> set[str]:
             if source is not None and source.op_type == "DequantizeLinear" and source.input[0] in int8_initializers:
                 names.add(node.name)
     return names
+
+
+# ---- weights stored as integers ---------------------------------------------------------------------
+
+def _integer_weights(exported: onnx.ModelProto, model: nn.Module) -> None:
+    """Replace the float weight of every quantized step of the model's compressed layers by its codes, in place.
+
+    Uniform codes (up to 8 bits) become an int8 initializer and a DequantizeLinear with one
+    scale per output channel. Codebooks, which ONNX has no operator for, become their closest
+    form: uint8 indices, cast and gathered from the codebook (its last entry a zero for the
+    pruned weights). Where the exporter folded a batch norm into the weight, its per-channel
+    factor goes into the scales (a Mul after the gather). Float weights and codes of more
+    than 8 bits stay float.
+    """
+    from onnx import numpy_helper
+    graph = exported.graph
+    initializers = {init.name: init for init in graph.initializer}
+    layers = [(name, m) for name, m in model.named_modules() if isinstance(m, CompressedLayer)]
+    new_nodes: dict[str, list] = {}
+    for name, layer in layers:
+        steps = [step for chain in layer.structure for step in chain]
+        try:
+            nodes = _layer_nodes(graph, name, len(steps))
+        except RuntimeError:
+            continue                                  # a layer called twice: leave it float
+        by_name = {n.name: n for n in graph.node}
+        for step, node_name in zip(steps, nodes):
+            node = by_name[node_name]
+            factor = layer.factors[step.factor]
+            if node.input[1] not in initializers or (getattr(factor, "codebook_bits", 0) == 0 and factor.bits > 8):
+                continue
+            weight = numpy_helper.to_array(initializers[node.input[1]])
+            transposed = node.op_type == "MatMul"            # (in, out) instead of (out, in)
+            rows = weight.T if transposed else weight.reshape(weight.shape[0], -1)   # (out, in*taps)
+            prefix = f"{name}.{step.factor}"
+            made = _shared_weight(prefix, factor, rows) if hasattr(factor, "codes") else _uniform_weight(
+                prefix, factor, rows)
+            if made is None:
+                continue
+            inits, ops, out = made
+            shape_name = f"{prefix}.shape"
+            target = weight.T.shape if transposed else weight.shape
+            inits.append(numpy_helper.from_array(np.array(target if not transposed else rows.shape, np.int64),
+                                                 shape_name))
+            ops.append(onnx.helper.make_node("Reshape", [out, shape_name], [f"{prefix}.weight"]))
+            if transposed:
+                ops.append(onnx.helper.make_node("Transpose", [f"{prefix}.weight"], [f"{prefix}.weight_t"]))
+            graph.initializer.remove(initializers.pop(node.input[1]))
+            graph.initializer.extend(inits)
+            new_nodes[node.name] = ops
+            node.input[1] = ops[-1].output[0]
+    ordered = []
+    for node in graph.node:
+        ordered.extend(new_nodes.get(node.name, []))
+        ordered.append(node)
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def _row_factor(rows: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Per-row factor f with rows ~ f * base (1 unless a batch norm was folded in), by least squares."""
+    num = (rows.astype(np.float64) * base).sum(axis=1)
+    den = (base.astype(np.float64) ** 2).sum(axis=1)
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+
+
+def _uniform_weight(prefix: str, factor, rows: np.ndarray):
+    from onnx import numpy_helper
+    with torch.no_grad():
+        weight = factor.weight.detach() if factor.mask is None else factor.weight.detach() * factor.mask
+        codes, scale = quantize(weight, factor.bits)                      # (out, in), (out,)
+    codes, scale = codes.numpy().astype(np.int8), scale.numpy().astype(np.float64)
+    scale = (scale * _row_factor(rows, codes * scale[:, None])).astype(np.float32)
+    inits = [numpy_helper.from_array(codes, f"{prefix}.codes"), numpy_helper.from_array(scale, f"{prefix}.scale"),
+             numpy_helper.from_array(np.zeros(len(scale), np.int8), f"{prefix}.zero")]
+    ops = [onnx.helper.make_node("DequantizeLinear", [f"{prefix}.codes", f"{prefix}.scale", f"{prefix}.zero"],
+                                 [f"{prefix}.dequantized"], axis=0)]
+    return inits, ops, f"{prefix}.dequantized"
+
+
+def _shared_weight(prefix: str, factor, rows: np.ndarray):
+    from onnx import numpy_helper
+    with torch.no_grad():
+        centroids = factor.stored_centroids().detach().numpy().astype(np.float32)
+        codes = factor.codes.long().numpy()
+    zero = len(centroids)                                                  # the extra entry: 0.0
+    if factor.mask is not None:
+        codes = np.where(factor.mask.numpy(), codes, zero)
+    dtype = np.uint8 if zero <= 255 else np.uint16
+    book = np.concatenate([centroids, [0.0]]).astype(np.float32)
+    base = book[codes]                                                     # (out, in)
+    scale = _row_factor(rows, base).astype(np.float32)
+    inits = [numpy_helper.from_array(codes.astype(dtype), f"{prefix}.indices"),
+             numpy_helper.from_array(book, f"{prefix}.codebook"),
+             numpy_helper.from_array(scale[:, None], f"{prefix}.scale")]
+    ops = [onnx.helper.make_node("Cast", [f"{prefix}.indices"], [f"{prefix}.indices32"], to=onnx.TensorProto.INT32),
+           onnx.helper.make_node("Gather", [f"{prefix}.codebook", f"{prefix}.indices32"], [f"{prefix}.gathered"]),
+           onnx.helper.make_node("Mul", [f"{prefix}.gathered", f"{prefix}.scale"], [f"{prefix}.scaled"])]
+    return inits, ops, f"{prefix}.scaled"
+
+
+def predictions_agree(path: str | Path, model: nn.Module, split) -> float:
+    """Share of `split`'s examples on which onnxruntime running `path` predicts the class `model` predicts."""
+    import onnxruntime as ort
+    run = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    batch = run.get_inputs()[0].shape[0]
+    same = total = 0
+    model.eval()
+    with torch.no_grad():
+        for x, _ in split.batches(256):
+            expected = model(x).argmax(1)
+            for start in range(0, len(x) - len(x) % batch, batch):
+                got = run.run(None, {"input": x[start:start + batch].numpy()})[0].argmax(1)
+                same += int((torch.from_numpy(got) == expected[start:start + batch]).sum())
+                total += batch
+    return same / max(total, 1)

@@ -2,14 +2,29 @@
 
 An `Option` is a small frozen value that round-trips through JSON; a plan maps layer
 names to options. `layer_options` lists the grid the search chooses from per layer.
+
+    Option()                                   # the layer as it is (fp32)
+    Option(rank=16, bits=4)                    # truncated SVD, 4-bit per-row codes
+    Option(sparsity=0.9, bits=5, codebook=16)  # pruned, 32 shared weights (k-means), fp16 codebook
+    Option(method="tucker2", rank=8, rank_out=16, data_aware=True)
+    Option(method="lowrank_sparse", rank=4, density=0.05)
+
+Version 2 added `method` and the fields after it; version-1 dicts (rank, sparsity, bits)
+still load, as the option they always meant (`svd` when ranked, else `dense`).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 
+from hwsearch.errors import OptionError
 from hwsearch.layer_graph import Layer
 
-OPTION_VERSION = 1
+OPTION_VERSION = 2
+METHODS = ("dense", "svd", "tucker2", "spatial", "lowrank_sparse")
+INITS = ("linear", "forgy", "density")      # k-means centroid initialisation (Han et al. 2016, section 3.2)
+_SHORT = {"tucker2": "t2", "spatial": "sp", "lowrank_sparse": "ls"}
+
 BITS = (32, 8, 6, 4)                 # 32 means float32; below it, per-output-channel integer codes
 SPARSITIES = (0.0, 0.5, 0.75, 0.9)   # fraction of a factor's weights set to zero by magnitude
 RANK_FRACTIONS = (1 / 2, 1 / 4, 1 / 8)
@@ -17,24 +32,92 @@ RANK_FRACTIONS = (1 / 2, 1 / 4, 1 / 8)
 
 @dataclass(frozen=True)
 class Option:
-    rank: int | None = None   # None: keep full rank; r: W (K x n) becomes (K x r)(r x n)
-    sparsity: float = 0.0     # fraction of each factor's weights set to zero
-    bits: int = 32            # weight bits; 32 means float32
+    rank: int | None = None       # svd, spatial: r; tucker2: r_in; lowrank_sparse: rank of L (0: no L)
+    sparsity: float = 0.0         # fraction of each factor's weights set to zero by magnitude
+    bits: int = 32                # weight bits; 32 means float32; with a codebook, bits of each index
+    method: str | None = None     # one of METHODS; None: "svd" when ranked, else "dense" (version 1)
+    rank_out: int | None = None   # tucker2: r_out, the core's output channels
+    density: float = 0.0          # lowrank_sparse: non-zeros of S as a share of the layer's weights
+    codebook: int = 0             # 0: uniform per-row codes; 16 or 32: 2^bits shared weights stored at that width
+    init: str = "linear"          # k-means centroid initialisation: linear, forgy or density
+    data_aware: bool = False      # fit to the layer's output feature maps on calibration inputs, not its weights
 
     def __post_init__(self):
-        if self.rank is not None and self.rank < 1:
-            raise ValueError(f"rank must be >= 1 or None, got {self.rank}")
+        if self.method is None:
+            object.__setattr__(self, "method", "svd" if self.rank else "dense")
+        object.__setattr__(self, "sparsity", float(self.sparsity))
+        object.__setattr__(self, "density", float(self.density))
+        problems = list(self._problems())
+        if problems:
+            raise OptionError(f"invalid option {self._raw()}: " + "; ".join(problems))
+
+    def _problems(self):
+        m = self.method
+        if m not in METHODS:
+            yield f"method must be one of {', '.join(METHODS)}, got {m!r}"
+            return
+        if m == "dense" and self.rank is not None:
+            yield "a dense option has no rank; pass method='svd' (or another low-rank method) with a rank"
+        if m in ("svd", "spatial", "tucker2") and (self.rank is None or self.rank < 1):
+            yield f"rank must be >= 1 for method {m!r}, got {self.rank}"
+        if m == "tucker2" and (self.rank_out is None or self.rank_out < 1):
+            yield f"tucker2 needs rank_out >= 1 (the core's output channels), got {self.rank_out}"
+        if m != "tucker2" and self.rank_out is not None:
+            yield f"rank_out is for tucker2 only, got rank_out={self.rank_out} with method {m!r}"
+        if m == "lowrank_sparse":
+            if self.rank is None or self.rank < 0:
+                yield f"lowrank_sparse needs rank >= 0 (0: sparse part only), got {self.rank}"
+            if not 0.0 <= self.density < 1.0:
+                yield f"density must be in [0, 1), got {self.density}"
+            if not self.rank and self.density == 0.0:
+                yield "lowrank_sparse needs rank > 0 or density > 0 (both 0 leave no weights)"
+            if self.sparsity:
+                yield "lowrank_sparse keeps its sparse part in S (density); set sparsity=0"
+        elif self.density:
+            yield f"density is for lowrank_sparse only, got density={self.density} with method {m!r}"
         if not 0.0 <= self.sparsity < 1.0:
-            raise ValueError(f"sparsity must be in [0, 1), got {self.sparsity}")
+            yield f"sparsity must be in [0, 1), got {self.sparsity}"
         if self.bits != 32 and not 2 <= self.bits <= 16:
-            raise ValueError(f"bits must be 32 (float) or between 2 and 16, got {self.bits}")
+            yield f"bits must be 32 (float) or between 2 and 16, got {self.bits}"
+        if self.codebook not in (0, 16, 32):
+            yield f"codebook must be 0 (uniform codes), 16 or 32 (bits per shared weight), got {self.codebook}"
+        if self.codebook and not 2 <= self.bits <= 8:
+            yield f"a codebook indexes 2^bits shared weights with bits from 2 to 8, got bits={self.bits}"
+        if self.init not in INITS:
+            yield f"init must be one of {', '.join(INITS)}, got {self.init!r}"
+        if self.init != "linear" and not self.codebook:
+            yield f"init={self.init!r} chooses k-means centroids; it needs a codebook (16 or 32)"
+        if self.data_aware and m == "dense":
+            yield "a dense option has nothing to fit to feature maps; data_aware needs a low-rank method"
+
+    def _raw(self) -> str:
+        return ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self))
 
     @property
     def label(self) -> str:
-        """Short stable name, e.g. `r64-s0.5-b4`; `fp32` for the untouched layer."""
-        parts = ([f"r{self.rank}"] if self.rank else []) + ([f"s{self.sparsity:g}"] if self.sparsity else [])
-        parts.append(f"b{self.bits}" if self.bits != 32 else "fp32")
+        """Short stable name, e.g. `r64-s0.5-b4`, `t2-r8x16-k5c16-data`; `fp32` for the untouched layer."""
+        parts = []
+        if self.method == "tucker2":
+            parts.append(f"t2-r{self.rank}x{self.rank_out}")
+        elif self.method in ("spatial", "lowrank_sparse"):
+            parts.append(f"{_SHORT[self.method]}-r{self.rank}")
+        elif self.rank:
+            parts.append(f"r{self.rank}")
+        if self.density:
+            parts.append(f"d{self.density:g}")
+        if self.sparsity:
+            parts.append(f"s{self.sparsity:g}")
+        if self.codebook:
+            parts.append(f"k{self.bits}c{self.codebook}" + ("" if self.init == "linear" else f"-{self.init}"))
+        else:
+            parts.append(f"b{self.bits}" if self.bits != 32 else "fp32")
+        if self.data_aware:
+            parts.append("data")
         return "-".join(parts)
+
+    @property
+    def factorised(self) -> bool:
+        return self.method != "dense"
 
     def to_dict(self) -> dict:
         return {"version": OPTION_VERSION, **asdict(self)}
@@ -42,27 +125,102 @@ class Option:
     @classmethod
     def from_dict(cls, data: dict) -> "Option":
         data = dict(data)
-        version = data.pop("version", OPTION_VERSION)
+        version = data.pop("version", 1)
+        if version == 1:
+            unknown = set(data) - {"rank", "sparsity", "bits"}
+            if unknown:
+                raise OptionError(f"a version-1 option has only rank, sparsity and bits, got {sorted(unknown)}; "
+                                  "write version 2 to use the other fields")
+            return cls(**data)
         if version != OPTION_VERSION:
-            raise ValueError(f"option version {version} is not supported (this hwsearch writes {OPTION_VERSION})")
+            raise OptionError(f"option version {version} is not supported: this hwsearch reads versions 1 and "
+                              f"{OPTION_VERSION}; write the plan again with this hwsearch")
         return cls(**data)
 
 
 Plan = dict[str, Option]
 
 
-def layer_options(layer: Layer) -> list[Option]:
-    """Every option for `layer`: bits x sparsity x rank, keeping only ranks that save weights.
+GRIDS = ("default", "classic", "full")
+CODEBOOK_BITS = (5, 3)               # k-means indices in the default grid (32 and 8 shared weights)
+DENSITIES = (0.02, 0.05)             # non-zeros of S in the full grid's low rank plus sparse options
 
-    A rank r saves weights only if r * (K + n) < K * n; grouped convolutions keep full
-    rank (a channel factorisation would have to be done per group).
+
+def layer_options(layer: Layer, grid: str = "default") -> list[Option]:
+    """Every option for `layer` in `grid` (see README, "The option grid").
+
+    classic: bits x sparsity x rank (truncated SVD), keeping only ranks that save weights,
+    the grid of version 1. default: classic, plus k-means codebooks (5 and 3 bits, fp16
+    codebook) at every sparsity, data-aware SVD at the same ranks (fp32, 8 and 4 bits), and
+    for kxk convolutions Tucker-2 and spatial separation at 1/2 and 1/4 of their ranks (8 and
+    4 bits). full: default, plus data-aware Tucker-2 and spatial, codebooks of 8, 6, 4 and 2
+    bits (fp32 codebook too) on the factorised layers, and low rank plus sparse fitted to
+    feature maps (S at 2% and 5% of the weights); its tables take far longer to compute.
+    A rank r saves weights only where the factors hold fewer weights than the layer.
     """
+    if grid not in GRIDS:
+        raise OptionError(f"option grid must be one of {', '.join(GRIDS)}, got {grid!r}")
     rows, cols = layer.matrix_shape
-    ranks: list[int | None] = [None]
-    if layer.groups == 1:
-        full = min(rows, cols)
-        for fraction in RANK_FRACTIONS:
-            rank = max(1, round(full * fraction))
-            if rank * (rows + cols) < rows * cols and rank not in ranks:
-                ranks.append(rank)
-    return [Option(rank, sparsity, bits) for rank in ranks for sparsity in SPARSITIES for bits in BITS]
+    ranks = [None] + _ranks(layer, grouped=grid != "classic")
+    kg = rows // max(1, layer.groups)
+    options = [Option(rank, sparsity, bits) for rank in ranks for sparsity in SPARSITIES for bits in BITS]
+    if grid == "classic":
+        return options
+    options += [Option(sparsity=s, bits=b, codebook=16) for s in SPARSITIES for b in CODEBOOK_BITS]
+    options += [Option(rank=r, bits=b, data_aware=True) for r in ranks[1:] for b in (32, 8, 4)]
+    spatial_kernel = layer.kind == "conv" and len(layer.weight_shape) == 4 and min(layer.weight_shape[2:]) > 1
+    structured: list[Option] = []
+    if spatial_kernel:
+        cg, kh, kw = layer.weight_shape[1:]
+        for fraction in (1 / 2, 1 / 4):
+            r_in = max(1, round(min(cg, kg * kh * kw) * fraction))
+            r_out = max(1, round(min(kg, cg * kh * kw) * fraction))
+            r_sp = max(1, round(min(cg * kh, kw * kg) * fraction))
+            structured += [Option(method="tucker2", rank=r_in, rank_out=r_out),
+                           Option(method="spatial", rank=r_sp)]
+    options += [_with(o, bits=b) for o in structured for b in (8, 4) if saves_weights(layer, o)]
+    if grid == "default":
+        return options
+    options += [_with(o, data_aware=True, bits=b) for o in structured for b in (32, 8) if saves_weights(layer, o)]
+    options += [Option(sparsity=s, bits=b, codebook=c) for s in SPARSITIES for b in (8, 6, 4, 2) for c in (16, 32)]
+    options += [Option(rank=r, bits=b, codebook=16, data_aware=True) for r in ranks[1:] for b in (6, 4)]
+    options += [Option(method="lowrank_sparse", rank=max(1, r // 2), density=d, data_aware=True, bits=8)
+                for r in ranks[1:] for d in DENSITIES
+                if saves_weights(layer, Option(method="lowrank_sparse", rank=max(1, r // 2), density=d))]
+    return list(dict.fromkeys(options))
+
+
+def _ranks(layer: Layer, *, grouped: bool) -> list[int]:
+    """Ranks of 1/2, 1/4 and 1/8 of each group's full rank that save weights: G r (K/G + n) < K n.
+    Grouped convs (factorised per group) only when `grouped`: the classic grid kept them whole."""
+    rows, cols = layer.matrix_shape
+    groups = max(1, layer.groups)
+    if groups > 1 and not grouped:
+        return []
+    out: list[int] = []
+    for fraction in RANK_FRACTIONS:
+        rank = max(1, round(min(rows // groups, cols) * fraction))
+        if groups * rank * (rows // groups + cols) < rows * cols and rank not in out:
+            out.append(rank)
+    return out
+
+
+def _with(option: Option, **changes) -> Option:
+    return Option(**{**asdict(option), **changes})
+
+
+def saves_weights(layer: Layer, option: Option) -> bool:
+    """Whether `option`'s factors hold fewer weights than the layer (before pruning and quantization),
+    counting S's kept weights only; False where the layer cannot take it."""
+    from hwsearch.compress import Geometry, structure_of
+    try:
+        structure = structure_of(Geometry.of(layer), option)
+    except OptionError:
+        return False
+    held = 0
+    for chain in structure:
+        for step in chain:
+            numel = math.prod(step.matrix_shape)
+            dense_copy = option.method == "lowrank_sparse" and len(chain) == 1
+            held += round(option.density * numel) if dense_copy else numel
+    return held < layer.n_weights

@@ -25,11 +25,13 @@ from hwsearch.cost_table import build_cost_table
 from hwsearch.errors import HwsearchError
 from hwsearch.knapsack import smallest_for_score
 from hwsearch.layer_graph import LayerGraph
-from hwsearch.options import Option, layer_options
+from hwsearch.options import layer_options
 from hwsearch.proxy import PlanScorer, cached_proxy_table
 from hwsearch.retrain import retrain
-from hwsearch.study import OBJECTIVES, Candidate, SearchConfig, pareto_front, run_study, top_feasible
-from hwsearch.training import TrainConfig
+from hwsearch.study import OBJECTIVES, Candidate, SearchConfig, pareto_front, run_study, search_space, top_feasible
+from hwsearch.compress.classifier import replace_classifier, with_transform
+from hwsearch.training import TrainConfig, train
+from hwsearch.units import baseline_index, merge_units, search_units
 from hwsearch.workload import default_cache_dir, load_workload
 
 
@@ -78,21 +80,20 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     say(f"model {config.model}: test {data.metric_name} {workload.test_accuracy:.2%} "
         f"({'trained now' if workload.trained_now else 'from cache' if config.data is None else 'as given'})")
     lap("workload")
+    replaced = None
+    if config.classifier:             # a whole-model option, chosen before the per-layer search
+        replaced = replace_classifier_(workload, config, progress)
+        model = workload.model
+        say(f"classifier replaced by global average pooling and one linear layer: {replaced['params_before']:,} -> "
+            f"{replaced['params_after']:,} parameters, test {data.metric_name} {replaced['test_accuracy']:.2%} "
+            f"after {config.classifier_epochs} epochs")
+        lap("classifier")
 
     graph = LayerGraph.trace(model, workload.example)
     layers = graph.compressible()
     names = [layer.name for layer in layers]
-    options = {layer.name: layer_options(layer) for layer in layers}
-    fixed = artifact.fixed_bytes(model, model_spec=workload.model_spec, layer_names=names)
-    costs = build_cost_table(make_cost_model("analytical", target), layers, options, fixed, graph)
-    budgets = search.budgets
-    baseline_choice = {name: options[name].index(Option()) for name in names}
-    baseline = costs.totals(baseline_choice)
-    limits = ", ".join(budgets.describe(k) for k in budgets.limits())
-    say(f"{len(layers)} compressible layers, {sum(map(len, options.values()))} (layer, option) pairs; "
-        f"fp32 file {int(baseline['size_bytes']):,} bytes; budgets {limits}")
-    lap("tables_cost")
-
+    options = {layer.name: layer_options(layer, config.grid) for layer in layers}
+    # the proxy pass fits every option and measures its exact bytes, which the cost table then reads
     calibration = data.train.take(config.calibration_size)
     table, reused = cached_proxy_table(model, layers, options, calibration,
                                        Path(config.cache_dir or default_cache_dir()), progress)
@@ -100,12 +101,30 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     say(f"proxy table: {'from cache' if reused else 'computed'}")
     lap("tables_proxy")
 
+    fixed = artifact.fixed_bytes(model, model_spec=workload.model_spec, layer_names=names)
+    cost_model = make_cost_model("analytical", target)
+    costs = build_cost_table(cost_model, layers, options, fixed, graph, proxy.sizes)
+    budgets = search.budgets
+    # plans chosen without a search, from the per-layer tables (before channel groups merge layers into units)
+    baselines = {label: Candidate(-1, choice, float(sum(proxy.scores[n][i] for n, i in choice.items())),
+                                  costs.totals(choice), True, source=label)
+                 for label, choice in baseline_plans(layers, proxy, costs, budgets,
+                                                     search_space(proxy, costs, search)).items()}
+    if config.structured:             # channel groups become single units of the search
+        units = search_units(model, graph)
+        proxy, costs = merge_units(model, layers, units, proxy, costs, cost_model, calibration, progress)
+        options = proxy.options
+        say(f"structured pruning: {len(units)} channel groups searched as units")
+    baseline_choice = {key: baseline_index(choices) for key, choices in options.items()}
+    baseline = costs.totals(baseline_choice)
+    limits = ", ".join(budgets.describe(k) for k in budgets.limits())
+    say(f"{len(layers)} compressible layers, {sum(map(len, options.values()))} (layer, option) pairs; "
+        f"fp32 file {int(baseline['size_bytes']):,} bytes; budgets {limits}")
+    lap("tables_cost")
+
     searched = run_study(proxy=proxy, costs=costs, config=search, storage_path=out / "study.journal",
                          study_name=run_id, progress=progress)
     cands, optimum = searched.candidates, searched.optimum
-    baselines = {label: Candidate(-1, choice, float(sum(proxy.scores[n][i] for n, i in choice.items())),
-                                  costs.totals(choice), True, source=label)
-                 for label, choice in baseline_plans(layers, proxy, costs, budgets, searched.space).items()}
     second = next((OBJECTIVES[o] for o in search.objectives if o != "proxy"), None)
     front = pareto_front([c for c in cands if c.feasible], second or "size_bytes")
     top = top_feasible(cands, config.top_k, spread_over=second)
@@ -121,7 +140,8 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     metric = "accuracy" if data.metric_name == "top-1 accuracy" else data.metric_name
     for rank, cand in enumerate(top, start=1):
         result = retrain(model, cand.plan(options), data, finetune, progress,
-                         description=f"retraining candidate {rank}/{len(top)} (trial {cand.trial})")
+                         description=f"retraining candidate {rank}/{len(top)} (trial {cand.trial})",
+                         calibration=calibration)
         retrained.append((cand, result))
         measured[cand.trial] = divergence(cand.plan(options))
         say(f"candidate trial {cand.trial}: {int(cand.totals['size_bytes']):,} B; validation {metric} "
@@ -139,11 +159,14 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         probe = data.test.take(256)
         diff = (reloaded(probe) - best.model.eval()(probe)).abs().max().item()
     reloaded_accuracy = data.evaluate(reloaded, data.test)
+    onnx_report = write_onnx(best.model, workload.example, data, out / "model.onnx")
+    say(f"model.onnx: {onnx_report['bytes']:,} bytes, onnxruntime agrees on {onnx_report['agreement']:.2%} of the "
+        "test predictions" if "error" not in onnx_report else f"model.onnx not written: {onnx_report['error']}")
     lap("export")
 
     plan = chosen.plan(options)
-    original_bytes = {n: int(costs.column(n, "weight_bytes")[baseline_choice[n]]) for n in names}
-    chosen_bytes = {n: int(costs.column(n, "weight_bytes")[chosen.choice[n]]) for n in names}
+    original_bytes = {n: int(costs.column(n, "weight_bytes")[baseline_choice[n]]) for n in options}
+    chosen_bytes = {n: int(costs.column(n, "weight_bytes")[chosen.choice[n]]) for n in options}
     drop = workload.test_accuracy - reloaded_accuracy
     floor = {"max_drop": config.max_accuracy_drop / 100, "drop": drop,
              "met": drop <= config.max_accuracy_drop / 100 + 1e-12}
@@ -168,8 +191,10 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
                   "latency_s": chosen.totals["latency_s"], "energy_j": chosen.totals["energy_j"],
                   "macs": int(chosen.totals["macs"]), "proxy": chosen.proxy, "trial": chosen.trial},
         "accuracy_floor": floor,
+        "classifier": replaced,
         "compression_ratio": baseline["size_bytes"] / size,
         "artifact": path.name,
+        "onnx": onnx_report,
         "reload_max_abs_diff": diff,
         "search": {"trials": len(cands), "feasible": sum(c.feasible for c in cands),
                    "repaired": sum(c.repaired for c in cands), "pareto": len(front), "storage": "study.journal",
@@ -200,6 +225,35 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     results.plot_layers(out / "layers.png", plan, original_bytes, chosen_bytes)
     results.write_report(out / "report.md", summary, plan, chosen_bytes, original_bytes)
     return summary
+
+
+def replace_classifier_(workload, config: RunConfig, progress=None) -> dict:
+    """Replace the workload's fully connected classifier by GAP and one linear layer (Hsiao 2017) and
+    retrain; in place. The baseline accuracy stays the original model's: the floor is measured from it."""
+    model, data = workload.model, workload.data
+    calibration = data.train.take(config.calibration_size)
+    replaced = replace_classifier(model, workload.example, calibration=calibration)
+    # a fifth of the fine-tuning rate: the least-squares start has large weights (LeNet-5 diverged at 0.01)
+    train(replaced, data, TrainConfig(epochs=config.classifier_epochs, max_lr=config.finetune_lr / 5,
+                                      seed=config.seed, max_shift=data.max_shift), progress,
+          "retraining the replaced classifier")
+    report = {"method": config.classifier, "params_before": sum(p.numel() for p in model.parameters()),
+              "params_after": sum(p.numel() for p in replaced.parameters()),
+              "test_accuracy": data.evaluate(replaced, data.test), "epochs": config.classifier_epochs}
+    workload.model, workload.model_spec = replaced.eval(), with_transform(workload.model_spec, workload.example)
+    return report
+
+
+def write_onnx(model, example, data, path: Path) -> dict:
+    """model.onnx beside model.hws (integer weights with DequantizeLinear or codebook lookups) and the share of
+    test predictions onnxruntime makes as torch does. An export failure is reported, not raised: the
+    compressed file is the run's product and is already written."""
+    from hwsearch.onnx_export import export_onnx, predictions_agree
+    try:
+        export_onnx(model.eval(), example, path, integer_weights=True)
+    except Exception as exc:          # an op the exporter or onnxruntime does not take: say which
+        return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"}
+    return {"file": path.name, "bytes": path.stat().st_size, "agreement": predictions_agree(path, model, data.test)}
 
 
 def open_workload(config: RunConfig, progress=None):

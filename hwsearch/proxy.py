@@ -5,9 +5,12 @@ inputs (captured from the original model) and compared with the original outputs
 
     error = ||y - y_hat||_F / ||y||_F            y: (N, C_out, H, W) or (N, out)
 
-Relative, so that layers of very different scale can be summed. Computed once before
-the search (the search only reads this table) and cached on disk under a key made of
-everything it depends on: the weights, the calibration images and the option grid.
+Relative, so that layers of very different scale can be summed. The same pass records the
+exact bytes each fitted option takes in the file (sparse positions and codebook indices
+make it data-dependent), which the cost table and the search read as the size. Computed
+once before the search (the search only reads this table) and cached on disk under a key
+made of everything it depends on: the weights, the calibration images, the option grid
+and the fitting code.
 
 A plain sum of these errors treats every layer alike, but the network amplifies an error
 in some layers far more than in others. Two refinements, measured against accuracy after
@@ -19,15 +22,15 @@ retraining by benchmarks/proxy_fidelity.py:
   (errors of different layers taken as independent). It stays separable, so the exact
   solver and the study can use it.
 - `end_to_end`: the output divergence of the whole compressed model on calibration images.
-  Not separable and a forward pass per plan, so it only re-ranks the study's shortlist
-  before retraining; it is the only score that sees layers interact.
+  Not separable and a forward pass per plan, so the search cannot use it; the run reports it
+  for the retrained candidates.
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -36,28 +39,36 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hwsearch.compress import compress, svd
+from hwsearch.compress import Fitter, apply_, capture_inputs, compress, layer_nbytes
 from hwsearch.layer_graph import Layer
 from hwsearch.options import Option
 
 PROXY_VERSION = 2   # bump when the error definition changes, so old cache entries are not reused
 COMBINE = ("weighted", "sum")
+# the fits decide the masks, hence the bytes: a cached table is reused only by the code that computed it
+_FIT_SOURCES = sorted((Path(__file__).parent / "compress").glob("*.py"))
 
 
 @dataclass(frozen=True)
 class ProxyTable:
-    """errors[layer name][i] is the relative output error of options[layer name][i].
+    """errors[layer name][i] is the relative output error of options[layer name][i];
+    sizes[layer name][i] the exact bytes that option takes in the file (empty: not measured).
 
     `scores` is what the search adds up over layers: s_l * e^2 with the layers' sensitivities
     (the predicted output divergence, in nats for a classifier), or the errors themselves
-    when `sensitivity` is None (the plain sum).
+    when `sensitivity` is None (the plain sum). Search units that stand for several layers
+    (`hwsearch.units`) carry their summed scores in `unit_scores`.
     """
     options: dict[str, list[Option]]
     errors: dict[str, np.ndarray]
+    sizes: dict[str, np.ndarray] = field(default_factory=dict)
     sensitivity: dict[str, float] | None = None
+    unit_scores: dict[str, np.ndarray] | None = None
 
     @cached_property
     def scores(self) -> dict[str, np.ndarray]:
+        if self.unit_scores is not None:
+            return self.unit_scores
         if self.sensitivity is None:
             return self.errors
         return {name: self.sensitivity[name] * np.square(errors) for name, errors in self.errors.items()}
@@ -67,51 +78,37 @@ class ProxyTable:
         if combine not in COMBINE:
             raise ValueError(f"unknown proxy {combine!r}: {' or '.join(COMBINE)}")
         if combine == "sum":
-            return replace(self, sensitivity=None)
-        if self.sensitivity is None:
+            return replace(self, sensitivity=None, unit_scores=None)
+        if self.sensitivity is None and self.unit_scores is None:
             raise ValueError("a weighted proxy needs the layers' sensitivities")
         return self
-
-
-def capture_inputs(model: nn.Module, layers: list[Layer], calibration: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Inputs each layer sees when the original model runs on `calibration`."""
-    inputs, hooks = {}, []
-    for layer in layers:
-        def hook(module, args, name=layer.name):
-            inputs[name] = args[0].detach()
-        hooks.append(model.get_submodule(layer.name).register_forward_pre_hook(hook))
-    try:
-        with torch.no_grad():
-            model.eval()(calibration)
-    finally:
-        for handle in hooks:
-            handle.remove()
-    return inputs
 
 
 @torch.no_grad()
 def build_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
                       calibration: torch.Tensor, progress=None) -> ProxyTable:
-    """Relative feature-map reconstruction error of every option of every layer, and each layer's sensitivity."""
-    inputs = capture_inputs(model, layers, calibration)
+    """Relative feature-map reconstruction error and exact bytes of every option of every layer,
+    and each layer's sensitivity."""
+    inputs = capture_inputs(model, [layer.name for layer in layers], calibration)
     task = progress.add_task("proxy table", total=sum(len(options[l.name]) for l in layers)) if progress else None
-    errors = {}
+    errors, sizes = {}, {}
     for layer in layers:
         module = model.get_submodule(layer.name)
         x = inputs[layer.name]
         y = module(x)
         norm = y.norm().clamp_min(1e-12)
-        cached = svd(module) if any(o.rank for o in options[layer.name]) else None
-        row = []
+        fitter = Fitter(module, x)          # decompositions shared by the layer's options
+        row, size = [], []
         for option in options[layer.name]:
-            y_hat = compress(module, option, svd_cache=cached)(x)
-            row.append(((y - y_hat).norm() / norm).item())
+            compressed = compress(module, option, fitter=fitter)
+            row.append(((y - compressed(x)).norm() / norm).item())
+            size.append(layer_nbytes(compressed))
             if progress:
                 progress.advance(task)
-        errors[layer.name] = np.asarray(row)
+        errors[layer.name], sizes[layer.name] = np.asarray(row), np.asarray(size, dtype=np.int64)
     if progress:
         progress.remove_task(task)
-    return ProxyTable(options, errors, layer_sensitivity(model, layers, calibration, progress=progress))
+    return ProxyTable(options, errors, sizes, layer_sensitivity(model, layers, calibration, progress=progress))
 
 
 _SENSITIVITY = "__sensitivity__"    # the cache file's entry for the layers' sensitivities, in layer order
@@ -124,6 +121,8 @@ def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str,
     An unreadable entry counts as a miss and is rebuilt: it holds only derived numbers.
     """
     key = hashlib.sha256(f"proxy-v{PROXY_VERSION}".encode())
+    for source in _FIT_SOURCES:
+        key.update(source.read_bytes())
     for name, tensor in model.state_dict().items():
         key.update(name.encode())
         key.update(tensor.detach().contiguous().numpy().tobytes())
@@ -135,15 +134,18 @@ def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str,
         try:
             with np.load(path) as saved:
                 errors = {layer.name: saved[layer.name] for layer in layers}
+                sizes = {layer.name: saved[f"bytes:{layer.name}"] for layer in layers}
                 sensitivity = dict(zip((layer.name for layer in layers), saved[_SENSITIVITY].tolist()))
-            if all(len(errors[l.name]) == len(options[l.name]) for l in layers) and len(sensitivity) == len(layers):
-                return ProxyTable(options, errors, sensitivity), True
+            if all(len(errors[l.name]) == len(sizes[l.name]) == len(options[l.name]) for l in layers) \
+                    and len(sensitivity) == len(layers):
+                return ProxyTable(options, errors, sizes, sensitivity), True
         except (OSError, ValueError, KeyError):
             pass
     table = build_proxy_table(model, layers, options, calibration, progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **table.errors, **{_SENSITIVITY: np.array([table.sensitivity[l.name] for l in layers])})
+    np.savez(tmp, **table.errors, **{f"bytes:{name}": size for name, size in table.sizes.items()},
+             **{_SENSITIVITY: np.array([table.sensitivity[l.name] for l in layers])})
     os.replace(tmp, path)
     return table, False
 
@@ -197,30 +199,34 @@ def end_to_end(model: nn.Module, compressed: nn.Module, calibration: torch.Tenso
 
 
 class PlanScorer:
-    """`end_to_end` for many plans of one model: each (layer, option) is compressed once and shared.
+    """`end_to_end` for many plans of one model: each (layer, option) is fitted once and shared.
 
     Plans in a shortlist differ in a few layers, so building each plan's model from cached
-    compressed layers (and cached SVDs) costs little more than its forward pass.
+    compressed layers (fitted on the layers' calibration inputs, decompositions shared by a
+    layer's options) costs little more than its forward pass.
     """
 
     def __init__(self, model: nn.Module, calibration: torch.Tensor):
         self.model, self.calibration = model.eval(), calibration
         with torch.no_grad():
             self.reference = model(calibration)
-        self._svd: dict[str, object] = {}
+        self._fitters: dict[str, Fitter] = {}
         self._layers: dict[tuple[str, Option], nn.Module] = {}
 
-    def layer(self, name: str, option: Option) -> nn.Module:
-        if (name, option) not in self._layers:
-            module = self.model.get_submodule(name)
-            if option.rank and name not in self._svd:
-                self._svd[name] = svd(module)
-            self._layers[name, option] = compress(module, option, svd_cache=self._svd.get(name)).eval()
-        return self._layers[name, option]
-
     @torch.no_grad()
-    def __call__(self, plan: dict[str, Option]) -> float:
-        model = _with_layers(self.model, {name: self.layer(name, option) for name, option in plan.items()})
+    def __call__(self, plan: dict) -> float:
+        if any(not isinstance(option, Option) for option in plan.values()):     # channel groups reshape the model
+            model = apply_(copy.deepcopy(self.model), plan, calibration=self.calibration)
+            return output_divergence(self.reference, model.eval()(self.calibration))
+        missing = [name for name in plan if name not in self._fitters]
+        inputs = capture_inputs(self.model, missing, self.calibration) if missing else {}
+        for name in missing:
+            self._fitters[name] = Fitter(self.model.get_submodule(name), inputs[name])
+        for name, option in plan.items():
+            if (name, option) not in self._layers:
+                self._layers[name, option] = compress(self._fitters[name].module, option,
+                                                      fitter=self._fitters[name]).eval()
+        model = _with_layers(self.model, {name: self._layers[name, option] for name, option in plan.items()})
         return output_divergence(self.reference, model(self.calibration))
 
 

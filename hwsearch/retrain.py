@@ -31,12 +31,15 @@ class Retrained:
 
 
 def retrain(model: nn.Module, plan: Plan, data: Data, config: TrainConfig, progress=None,
-            description: str = "retraining") -> Retrained:
+            description: str = "retraining", *, calibration=None) -> Retrained:
     """Compress a copy of `model` with `plan`, fine-tune it, and keep the better on validation.
 
-    With `config.distill > 0` the uncompressed `model` is the teacher.
+    With `config.distill > 0` the uncompressed `model` is the teacher. `calibration`: the model
+    inputs data-aware options were fitted on in the proxy table (the same fit is made again).
+    Codebook layers train their centroids (each one's gradient the sum of its weights'), with
+    every weight kept in its cluster, as Deep Compression retrains shared weights.
     """
-    compressed = apply_(copy.deepcopy(model), plan).eval()
+    compressed = apply_(copy.deepcopy(model), plan, calibration=calibration).eval()
     test_before, val_before = data.evaluate(compressed, data.test), data.evaluate(compressed, data.val)
     tuned = copy.deepcopy(compressed)
     if config.epochs > 0:

@@ -1,17 +1,21 @@
 import copy
+import zlib
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from hwsearch import artifact
-from hwsearch.compress import apply_
+from hwsearch.compress import apply_, layer_nbytes
 from hwsearch.errors import ArtifactError
 from hwsearch.layer_graph import LayerGraph
 from hwsearch.models import build_model
 from hwsearch.options import Option, layer_options
 
 SPEC = {"name": "lenet5_digits", "kwargs": {}}
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -22,20 +26,35 @@ def lenet():
     return model, graph.compressible()
 
 
+CALIBRATION = torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+
+
 def _export(model, layers, plan, path):
-    compressed = apply_(copy.deepcopy(model), plan).eval()
+    compressed = apply_(copy.deepcopy(model), plan, calibration=CALIBRATION).eval()
     n = artifact.save(compressed, path, model_spec=SPEC, layer_names=[l.name for l in layers])
     return compressed, n
+
+
+def _new_options(layer):
+    """Options of the version-2 operators for a LeNet-5 layer."""
+    rows, cols = layer.matrix_shape
+    out = [Option(bits=5, codebook=16), Option(sparsity=0.9, bits=4, codebook=32),
+           Option(method="lowrank_sparse", rank=1, density=0.05, bits=8),
+           Option(rank=2, sparsity=0.5, data_aware=True), Option(sparsity=0.95, bits=6)]
+    if layer.kind == "conv":
+        out += [Option(method="tucker2", rank=1, rank_out=2, bits=6, data_aware=True),
+                Option(method="spatial", rank=2, bits=4, codebook=16)]
+    return out
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_file_size_is_the_size_table_byte_for_byte_and_reloads_identically(lenet, tmp_path, data):
     model, layers = lenet
-    plan = {l.name: data.draw(st.sampled_from(layer_options(l))) for l in layers}
+    plan = {l.name: data.draw(st.sampled_from(layer_options(l) + _new_options(l))) for l in layers}
     compressed, written = _export(model, layers, plan, tmp_path / "m.hws")
     predicted = artifact.fixed_bytes(model, model_spec=SPEC, layer_names=[l.name for l in layers]) + sum(
-        artifact.layer_bytes(l.weight_shape, plan[l.name]) for l in layers)
+        layer_nbytes(compressed.get_submodule(l.name)) for l in layers)
     assert written == predicted == (tmp_path / "m.hws").stat().st_size
     loaded, meta = artifact.load(tmp_path / "m.hws")
     x = torch.randn(16, 1, 8, 8)
@@ -70,3 +89,27 @@ def test_damaged_files_are_refused_with_a_clear_error(lenet, tmp_path, damage, m
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ArtifactError, match="cannot read"):
         artifact.load(tmp_path / "absent.hws")
+
+
+def test_version_1_files_still_load(tmp_path):
+    """tests/data/lenet5_v1.hws was written by hwsearch's version-1 writer (conv1 fp32, conv2 6-bit,
+    fc1 rank 8 at 50% sparsity and 4 bits, fc2 75% sparse 8-bit, fc3 4-bit) with its outputs beside it."""
+    model, meta = artifact.load(DATA / "lenet5_v1.hws")
+    x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.equal(model(x), torch.from_numpy(np.load(DATA / "lenet5_v1_outputs.npy")))
+    assert model.fc1.option == Option(rank=8, sparsity=0.5, bits=4) and meta["model"]["name"] == "lenet5_digits"
+    again = tmp_path / "v2.hws"                       # and write back as version 2, same outputs
+    artifact.save(model, again, model_spec=meta["model"], layer_names=meta["layers"])
+    reloaded, _ = artifact.load(again)
+    with torch.no_grad():
+        assert torch.equal(reloaded(x), model(x))
+
+
+def test_a_file_of_an_unknown_version_is_refused_with_the_fix(tmp_path):
+    data = bytearray((DATA / "lenet5_v1.hws").read_bytes())
+    data[4:6] = (7).to_bytes(2, "little")
+    body = bytes(data[:-4])
+    (tmp_path / "v7.hws").write_bytes(body + zlib.crc32(body).to_bytes(4, "little"))
+    with pytest.raises(ArtifactError, match="version 7.*reads versions 1 and 2"):
+        artifact.load(tmp_path / "v7.hws")

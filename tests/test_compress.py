@@ -19,10 +19,10 @@ def test_fp32_option_reproduces_the_layer_exactly(tiny, example):
 def test_every_option_gives_a_runnable_layer_of_the_same_output_shape(tiny, example, name):
     layer = LayerGraph.trace(tiny, example).layer(name)
     module = tiny.get_submodule(name)
-    x = torch.randn(layer.in_shape)
-    for option in layer_options(layer):
-        out = compress(module, option)(x)
-        assert out.shape == layer.out_shape
+    x = torch.randn(4, *layer.in_shape[1:])
+    for option in layer_options(layer, "full"):
+        out = compress(module, option, inputs=x)(x)
+        assert out.shape[1:] == layer.out_shape[1:] and len(out) == 4
 
 
 def test_full_rank_factorisation_is_exact():
@@ -83,6 +83,12 @@ def test_gradients_flow_through_quantization_and_masks_stay_fixed():
     assert int((layer.effective_weight() != 0).sum()) <= kept_count(128, 0.5)
 
 
-def test_rank_on_grouped_conv_is_refused():
-    with pytest.raises(ValueError, match="ungrouped"):
-        compress(torch.nn.Conv2d(4, 4, 3, groups=2), Option(rank=1))
+def test_grouped_conv_is_factorised_per_group():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1, groups=2)                 # two groups of 3 x (2*9)
+    x = torch.randn(2, 4, 5, 5)
+    full = compress(conv, Option(rank=3))                                 # full rank of each group
+    torch.testing.assert_close(full(x), conv(x), atol=1e-5, rtol=1e-5)
+    assert [tuple(f.weight.shape) for f in full.factors] == [(6, 18), (6, 3)]
+    with pytest.raises(ValueError, match="at most 3"):
+        compress(conv, Option(rank=4))

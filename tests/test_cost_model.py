@@ -8,7 +8,7 @@ from torch import nn
 
 from cost_models import Cost, available_targets, load_target, make_cost_model
 from cost_models.target import parse_target
-from hwsearch.artifact import layer_bytes
+from hwsearch.compress import Geometry, estimate_layer_nbytes
 from hwsearch.layer_graph import Layer, LayerGraph
 from hwsearch.options import Option, layer_options
 
@@ -39,6 +39,11 @@ def conv(c_in: int, c_out: int, size: int, k: int = 3, stride: int = 1, groups: 
                  macs=out * out * c_out * (c_in // groups) * k * k)
 
 
+def layer_bytes(layer, option):
+    """Bytes of the layer in the file, from shapes (exact for these options: no sparse positions coded by data)."""
+    return estimate_layer_nbytes(Geometry.of(layer), option, layer.has_bias)
+
+
 @pytest.fixture
 def toy():
     return make_cost_model("analytical", parse_target(TOY))
@@ -49,7 +54,7 @@ def toy():
 def test_a_layer_that_fits_the_buffer_moves_each_tensor_once(toy):
     layer = linear(32, 16)                          # 2 KiB of weights: all of it fits in 16 KiB
     cost = toy.layer_cost(layer)
-    weights = layer_bytes(layer.weight_shape, Option())
+    weights = layer_bytes(layer, Option())
     assert cost.reads["dram"] == pytest.approx(weights + 32 * 4)
     assert cost.writes["dram"] == pytest.approx(16 * 4)
     assert cost.macs == 512
@@ -63,7 +68,7 @@ def test_a_layer_that_fits_the_buffer_moves_each_tensor_once(toy):
 def test_a_layer_that_streams_from_dram_is_bound_by_dram(toy):
     layer = linear(4096, 4096)                      # 64 MiB of weights through a 16 KiB buffer
     cost = toy.layer_cost(layer)
-    weights = layer_bytes(layer.weight_shape, Option())
+    weights = layer_bytes(layer, Option())
     assert cost.bottleneck == "dram"
     assert weights <= cost.reads["dram"] <= weights + 3 * 4096 * 4   # weights once, the input a few times
     assert cost.latency_s == pytest.approx(cost.dram_bytes / 1e10)
@@ -75,7 +80,7 @@ def test_a_layer_with_much_reuse_is_compute_bound(toy):
     assert cost.bottleneck == "compute"
     assert cost.latency_s == pytest.approx(layer.macs / 4e9)
     # the maps do not fit the 16 KiB buffer, so something is re-read, but far less than once per MAC
-    compulsory = layer_bytes(layer.weight_shape, Option()) + 2 * 16 * 32 * 32 * 4
+    compulsory = layer_bytes(layer, Option()) + 2 * 16 * 32 * 32 * 4
     assert compulsory <= cost.dram_bytes < 4 * compulsory
 
 
@@ -128,7 +133,7 @@ def test_sparsity_shrinks_storage_and_traffic_by_the_encoding(model):
     layer = linear(2048, 2048)                       # streams its weights on every target
     # 8-bit weights: a width every target computes at or above, so the file's bytes are what moves
     dense, sparse = (model.layer_cost(layer, Option(sparsity=s, bits=8)) for s in (0.0, 0.9))
-    assert sparse.weight_bytes == layer_bytes(layer.weight_shape, Option(sparsity=0.9, bits=8)) < dense.weight_bytes
+    assert sparse.weight_bytes == layer_bytes(layer, Option(sparsity=0.9, bits=8)) < dense.weight_bytes
     if model.target.weights_move == "dense":         # the runtime expands the file into dense tensors at load
         assert sparse.dram_bytes == dense.dram_bytes
         return
@@ -214,3 +219,43 @@ def test_cost_is_a_frozen_value():
     assert isinstance(cost, Cost)
     with pytest.raises(AttributeError):
         cost.latency_s = 0.0
+
+
+# ---- the version-2 operators, priced as the layers they run ----------------------------------------
+
+def test_every_structure_costs_as_its_steps(model):
+    big = conv(64, 64, 16)
+    pointwise = lambda c_in, c_out: Layer("pw", "conv", (c_out, c_in, 1, 1), (1, c_in, 16, 16), (1, c_out, 16, 16),
+                                          1, (1, 1), (0, 0), (1, 1), macs=16 * 16 * c_in * c_out)
+    tucker = model.layer_cost(big, Option(method="tucker2", rank=16, rank_out=24))
+    parts = [pointwise(64, 16), conv(16, 24, 16), pointwise(24, 64)]
+    assert tucker.macs == sum(model.layer_cost(p).macs for p in parts)
+    spatial = model.layer_cost(big, Option(method="spatial", rank=16))
+    vertical = Layer("v", "conv", (16, 64, 3, 1), (1, 64, 16, 16), (1, 16, 16, 16), 1, (1, 1), (1, 0), (1, 1),
+                     macs=16 * 16 * 64 * 16 * 3)
+    horizontal = Layer("h", "conv", (64, 16, 1, 3), (1, 16, 16, 16), (1, 64, 16, 16), 1, (1, 1), (0, 1), (1, 1),
+                       macs=16 * 16 * 64 * 16 * 3)
+    assert spatial.macs == model.layer_cost(vertical).macs + model.layer_cost(horizontal).macs
+    plus = model.layer_cost(big, Option(method="lowrank_sparse", rank=8, density=0.1))
+    low = model.layer_cost(big, Option(rank=8))
+    dense = model.layer_cost(big)
+    assert plus.macs >= low.macs + dense.macs * 0.1 and plus.macs <= low.macs + dense.macs
+    assert plus.weight_bytes > low.weight_bytes
+
+
+def test_a_codebook_stores_indices_and_computes_on_the_float_path(model):
+    layer = linear(1024, 1024)
+    shared, uniform = model.layer_cost(layer, Option(bits=4, codebook=16)), model.layer_cost(layer, Option(bits=4))
+    assert shared.weight_bytes == layer_bytes(layer, Option(bits=4, codebook=16))
+    assert shared.weight_bytes < model.layer_cost(layer, Option(bits=8)).weight_bytes
+    fp16 = model.layer_cost(layer, Option(bits=16))
+    assert shared.macs == uniform.macs == fp16.macs
+
+
+def test_measured_sizes_replace_the_estimate(model):
+    layer = linear(256, 256)
+    option = Option(sparsity=0.95, bits=4, codebook=16)
+    estimate = model.layer_cost(layer, option).weight_bytes
+    measured = model.price([(layer, option)], sizes=[estimate // 2]).row(0)
+    assert measured.weight_bytes == estimate // 2
+    assert measured.dram_bytes <= model.layer_cost(layer, option).dram_bytes

@@ -100,3 +100,33 @@ def test_a_runtime_that_skips_padding_runs_a_3x3_conv_on_a_1x1_map_as_its_centre
     assert skipping.layer_cost(conv).macs == conv.macs // 9
     assert padded.layer_cost(conv).macs == conv.macs
     assert skipping.layer_cost(conv).dram_bytes < padded.layer_cost(conv).dram_bytes / 4
+
+
+def test_with_the_proxy_tables_sizes_the_size_column_is_the_file_size(tmp_path):
+    """Sparse positions and codebook indices are coded by their data: the size the search reads is measured
+    on the fitted options, and the exported file has exactly that size."""
+    import copy
+
+    from hwsearch import artifact
+    from hwsearch.compress import apply_
+    from hwsearch.proxy import build_proxy_table
+    torch.manual_seed(0)
+    model = Chain().eval()
+    graph = LayerGraph.trace(model, torch.zeros(1, 64, 8, 8))
+    layers = graph.compressible()
+    grid = [Option(sparsity=0.95, bits=4, codebook=16), Option(method="lowrank_sparse", rank=4, density=0.02,
+                                                               data_aware=True), Option(rank=8, bits=6)]
+    options = {l.name: grid for l in layers}
+    calibration = torch.randn(16, 64, 8, 8)
+    proxy = build_proxy_table(model, layers, options, calibration)
+    names = [l.name for l in layers]
+    spec = {"builder": "unused:builder"}
+    fixed = artifact.fixed_bytes(model, model_spec=spec, layer_names=names)
+    table = build_cost_table(toy(4 << 20), layers, options, fixed, graph, proxy.sizes)
+    estimated = build_cost_table(toy(4 << 20), layers, options, fixed, graph)
+    for i, name in enumerate(names):
+        choice = {n: (i + j) % len(grid) for j, n in enumerate(names)}
+        plan = {n: grid[k] for n, k in choice.items()}
+        compressed = apply_(copy.deepcopy(model), plan, calibration=calibration)
+        written = artifact.save(compressed, tmp_path / "m.hws", model_spec=spec, layer_names=names)
+        assert written == table.totals(choice)["size_bytes"] < estimated.totals(choice)["size_bytes"]

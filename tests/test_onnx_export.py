@@ -120,3 +120,34 @@ def test_int8_export_needs_calibration_and_known_layers(model, inputs, tmp_path)
     with pytest.raises(ValueError, match=r"\['bn', 'nope'\]"):
         export_onnx(model, inputs[:1], tmp_path / "a.onnx", int8_layers={"fc", "bn", "nope"}, calibration=inputs)
     assert list(tmp_path.iterdir()) == []
+
+
+INTEGER_PLANS = {
+    "uniform": {"stem": Option(bits=4), "blocks.0": Option(rank=4, bits=8), "fc": Option(sparsity=0.5, bits=6)},
+    "codebook": {"stem": Option(bits=5, codebook=16), "blocks.0": Option(method="tucker2", rank=3, rank_out=6,
+                                                                             bits=4, codebook=32),
+                 "fc": Option(sparsity=0.9, bits=3, codebook=16)},
+    "mixed": {"stem": Option(), "blocks.0": Option(method="lowrank_sparse", rank=2, density=0.1, bits=8),
+              "fc": Option(method="svd", rank=4, bits=5, codebook=16)},
+}
+
+
+@pytest.mark.parametrize("plan", INTEGER_PLANS.values(), ids=INTEGER_PLANS.keys())
+def test_integer_weights_export_gives_onnxruntime_the_same_predictions(model, plan, tmp_path):
+    compressed = apply_(model, plan)
+    images = torch.randn(64, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    path = export_onnx(compressed, images[:1], tmp_path / "m.onnx", integer_weights=True)
+    graph = onnx.load(path).graph
+    ops = {node.op_type for node in graph.node}
+    stored = {init.data_type for init in graph.initializer}
+    quantized = [o for o in plan.values() if o.bits <= 8]
+    if any(not o.codebook for o in quantized):
+        assert "DequantizeLinear" in ops and onnx.TensorProto.INT8 in stored
+    if any(o.codebook for o in quantized):
+        assert "Gather" in ops and onnx.TensorProto.UINT8 in stored
+    run = session(path)
+    with torch.no_grad():
+        expected = compressed(images)
+    got = np.concatenate([run.run(None, {"input": x.numpy()})[0] for x in images.split(1)])
+    np.testing.assert_allclose(got, expected.numpy(), rtol=1e-4, atol=1e-4)
+    assert (got.argmax(1) == expected.numpy().argmax(1)).all()

@@ -4,7 +4,8 @@ import torch
 
 from hwsearch.layer_graph import LayerGraph
 from hwsearch.options import Option, layer_options
-from hwsearch.proxy import build_proxy_table, capture_inputs
+from hwsearch.compress import capture_inputs
+from hwsearch.proxy import build_proxy_table
 
 
 def test_table_has_one_error_per_layer_option_and_zero_for_fp32(tiny, example):
@@ -29,7 +30,7 @@ def test_error_grows_as_compression_deepens(tiny, example):
 def test_inputs_are_those_the_original_model_feeds_each_layer(tiny, example):
     layers = LayerGraph.trace(tiny, example).compressible()
     x = torch.randn(4, 1, 8, 8)
-    inputs = capture_inputs(tiny, layers, x)
+    inputs = capture_inputs(tiny, [l.name for l in layers], x)
     assert torch.equal(inputs["stem"], x)
     assert inputs["fc"].shape == (4, 512)
     assert not any(m._forward_pre_hooks for m in tiny.modules())   # hooks removed
@@ -78,7 +79,8 @@ def test_cache_keeps_the_sensitivities(tiny, example, tmp_path):
 def test_weighted_scores_are_sensitivity_times_squared_error_and_sum_scores_are_the_errors():
     from hwsearch.proxy import ProxyTable
     options = {"a": [Option(), Option(bits=4)], "b": [Option(), Option(bits=4)]}
-    table = ProxyTable(options, {"a": np.array([0.0, 0.5]), "b": np.array([0.0, 0.2])}, {"a": 2.0, "b": 10.0})
+    table = ProxyTable(options, {"a": np.array([0.0, 0.5]), "b": np.array([0.0, 0.2])},
+                       sensitivity={"a": 2.0, "b": 10.0})
     assert np.allclose(table.scores["a"], [0.0, 0.5]) and np.allclose(table.scores["b"], [0.0, 0.4])
     plain = table.combined("sum")
     assert plain.scores is plain.errors and table.combined("weighted") is table
@@ -126,3 +128,19 @@ def test_plan_scorer_equals_the_divergence_of_the_compressed_model(tiny, example
         assert scorer(plan) == pytest.approx(expected, rel=1e-9) and expected > 0
     assert scorer({}) == pytest.approx(0.0, abs=1e-12)
     assert all(type(tiny.get_submodule(l.name)) in (torch.nn.Conv2d, torch.nn.Linear) for l in layers)   # untouched
+
+
+def test_table_records_the_exact_bytes_of_every_fitted_option(tiny, example, tmp_path):
+    from hwsearch.compress import compress, layer_nbytes
+    from hwsearch.proxy import cached_proxy_table
+    layers = LayerGraph.trace(tiny, example).compressible()
+    grid = [Option(), Option(sparsity=0.9, bits=4, codebook=16), Option(bits=8)]
+    options = {l.name: grid for l in layers}
+    x = torch.randn(16, 1, 8, 8)
+    table, _ = cached_proxy_table(tiny, layers, options, x, tmp_path)
+    cached, reused = cached_proxy_table(tiny, layers, options, x, tmp_path)
+    assert reused
+    for layer in layers:
+        module = tiny.get_submodule(layer.name)
+        assert list(table.sizes[layer.name]) == [layer_nbytes(compress(module, o)) for o in grid]
+        assert np.array_equal(cached.sizes[layer.name], table.sizes[layer.name])

@@ -33,7 +33,8 @@ def test_corrupt_cache_is_a_clear_error(model_cache, tmp_path):
 
 
 def test_unknown_model_lists_the_choices(tmp_path):
-    with pytest.raises(ModelError, match="choose one of lenet5_digits, resnet18_digits"):
+    with pytest.raises(ModelError, match="choose one of lenet300_100_digits, lenet5_caffe_digits, lenet5_digits, "
+                                         "resnet18_digits, vgg_small_digits"):
         load_workload("vgg99", cache_dir=tmp_path)
 
 
@@ -44,3 +45,15 @@ def test_random_shift_moves_content_by_at_most_one_pixel():
     rows, cols = torch.nonzero(shifted[:, 0] == 1.0)[:, 1], torch.nonzero(shifted[:, 0] == 1.0)[:, 2]
     assert ((rows - 4).abs() <= 1).all() and ((cols - 4).abs() <= 1).all()
     assert len(set(zip(rows.tolist(), cols.tolist()))) > 1
+
+
+def test_the_papers_networks_have_their_shapes_on_digits_resized_to_their_input():
+    from hwsearch.data import load_digits_split
+    from hwsearch.models import DIGITS_INPUT, build_model
+    params = {name: sum(p.numel() for p in build_model(name).parameters()) for name in DIGITS_INPUT}
+    assert params["lenet300_100_digits"] == 266_610            # 784-300-100-10: Deep Compression's 1070 KB
+    assert params["lenet5_caffe_digits"] == 431_080            # Caffe's LeNet-5: its 1720 KB
+    data = load_digits_split(size=28)
+    assert data.train.x.shape[1:] == (1, 28, 28) and data.max_shift == 3
+    assert build_model("lenet5_caffe_digits")(data.test.take(2)).shape == (2, 10)
+    assert build_model("vgg_small_digits")(load_digits_split(size=16).test.take(2)).shape == (2, 10)

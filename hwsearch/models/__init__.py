@@ -19,14 +19,18 @@ from typing import Callable
 from torch import nn
 
 from hwsearch.errors import ModelError
-from hwsearch.models.digits import LeNet5, ResNet18
+from hwsearch.models.digits import LeNet5, LeNet5Caffe, LeNet300100, ResNet18, VGGSmall
 from hwsearch.models.reference import REFERENCE_MODELS
 
-DIGITS_MODELS: dict[str, Callable[..., nn.Module]] = {"resnet18_digits": ResNet18, "lenet5_digits": LeNet5}
+DIGITS_MODELS: dict[str, Callable[..., nn.Module]] = {"resnet18_digits": ResNet18, "lenet5_digits": LeNet5,
+                                                      "lenet300_100_digits": LeNet300100,
+                                                      "lenet5_caffe_digits": LeNet5Caffe, "vgg_small_digits": VGGSmall}
+# input side of each digits model: the 8x8 scans are resized to it (the papers' LeNets take 28x28)
+DIGITS_INPUT = {"lenet300_100_digits": 28, "lenet5_caffe_digits": 28, "vgg_small_digits": 16}
 # names the digits models had before the reference architectures took them (files written then)
 LEGACY_NAMES = {"resnet18": "resnet18_digits", "lenet5": "lenet5_digits"}
 
-__all__ = ["DIGITS_MODELS", "LEGACY_NAMES", "REFERENCE_MODELS", "build_model", "load_user_model", "model_names",
+__all__ = ["DIGITS_INPUT", "DIGITS_MODELS", "LEGACY_NAMES", "REFERENCE_MODELS", "build_model", "load_user_model", "model_names",
            "resolve_model"]
 
 
