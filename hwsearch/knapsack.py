@@ -95,7 +95,9 @@ def exact_optimum(scores: dict[str, np.ndarray], costs: CostTable, budgets: Budg
                 score = float(sum(scores[n][j] for n, j in choice.items()))
                 checked = "" if i == 0 else "; the separable optimum broke a budget by whole-plan terms, " \
                                             "this is the best plan of its frontier that keeps them"
-                return Optimum(choice, score, min(bound, score), method + checked, totals)
+                # the DP adds the scores in another order: a bound within rounding of the score is the score
+                lower = score if abs(score - bound) <= 1e-12 * max(1.0, abs(score)) else min(bound, score)
+                return Optimum(choice, score, lower, method + checked, totals)
         totals = costs.totals(choices[0])
         for key, value in budgets.limits().items():   # tighten the separable limits by the overshoot, solve again
             if totals[key] > value:

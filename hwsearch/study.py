@@ -203,14 +203,21 @@ class _Repair:
 class _Hull:
     """A parametrisation that starts near the optimum: one Lagrange multiplier and a shift per layer.
 
-    Per layer, the options on the lower convex hull of (score, the first budget's cost) are
-    the ones an optimum uses; a multiplier lambda picks on every hull the option that
-    minimises score + lambda x cost, and a shift of -2..2 steps moves each layer along its
-    hull from there. The sampler learns lambda and the shifts; repair keeps the budgets.
+    Per layer, the options on the lower convex hull of (score, a cost) are the ones an
+    optimum uses; a multiplier lambda picks on every hull the option that minimises
+    score + lambda x cost, and a shift of -2..2 steps moves each layer along its hull from
+    there. The sampler learns lambda and the shifts; repair keeps the budgets. The cost is
+    the first budget's, or the objective a multi-objective study trades the score against
+    (so that its front spreads along that objective).
     """
 
-    def __init__(self, proxy: ProxyTable, costs: CostTable, budgets: Budgets, space: dict[str, list[int]]):
-        key, limit = next(iter(budgets.limits().items()))
+    def __init__(self, proxy: ProxyTable, costs: CostTable, budgets: Budgets, space: dict[str, list[int]],
+                 objective: str | None = None):
+        if objective is None:
+            key, limit = next(iter(budgets.limits().items()))
+        else:                       # no budget to scale by: the plan of every layer's costliest option
+            key = objective
+            limit = budgets.limits().get(key) or sum(float(costs.column(n, SEPARABLE[key]).max()) for n in space)
         self.hulls, self.costs, self.errors = {}, {}, {}
         for name, indices in space.items():
             cost = costs.column(name, SEPARABLE[key]) / limit
@@ -248,7 +255,7 @@ def run_study(*, proxy: ProxyTable, costs: CostTable, config: SearchConfig, stor
     repair = _Repair(proxy, costs, config.budgets, space)
     extra = [OBJECTIVES[o] for o in config.objectives if o != "proxy"]
 
-    hull = _Hull(proxy, costs, config.budgets, space) if config.strategy == "hull" else None
+    hull = _Hull(proxy, costs, config.budgets, space, extra[0] if extra else None) if config.strategy == "hull" else None
     index_of = {name: {o.label: i for i, o in enumerate(proxy.options[name])} for name in space}
     label_of = {name: [o.label for o in proxy.options[name]] for name in space}
 
