@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwsearch.atomic_write import write_bytes
 from hwsearch.compress import CompressedLayer, Factor, factor_shapes, kept_count, quantize
 from hwsearch.errors import ArtifactError
 from hwsearch.models import LEGACY_NAMES, build_model, load_user_model
@@ -131,11 +131,7 @@ def save(model: nn.Module, path: str | Path, *, model_spec: dict, layer_names: l
         chunks.extend(_encode_factor(factor) for factor in layer.factors)
     body = b"".join(chunks)
     data = body + _CRC.pack(zlib.crc32(body))
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)                    # never leave a half-written file under the final name
-    return len(data)
+    return write_bytes(path, data)           # never a half-written file under the final name
 
 
 # ---- decoding -------------------------------------------------------------------------------------
@@ -171,7 +167,7 @@ def load(path: str | Path) -> tuple[nn.Module, dict]:
         raise ArtifactError(f"{path} is not an hwsearch compressed file (bad magic); pass a file written by hwsearch")
     body, (crc,) = data[:-_CRC.size], _CRC.unpack(data[-_CRC.size:])
     if zlib.crc32(body) != crc:
-        raise ArtifactError(f"{path} is corrupt (checksum mismatch); export it again")
+        raise ArtifactError(f"{path} is corrupt or truncated (checksum mismatch); export it again")
     reader = _Reader(body, path)
     _, version, meta_len = _HEADER.unpack(reader.take(_HEADER.size))
     if version != VERSION:
@@ -195,9 +191,13 @@ def load(path: str | Path) -> tuple[nn.Module, dict]:
     missing, unexpected = model.load_state_dict(dense, strict=False)
     factor_keys = {k for k in missing if ".factors." in k}
     if unexpected or set(missing) - factor_keys:
-        raise ArtifactError(f"{path} does not match model {spec['name']!r}: "
+        raise ArtifactError(f"{path} does not match the model it names ({_model_name(meta['model'])}): "
                             f"missing {sorted(set(missing) - factor_keys)[:3]}, unexpected {sorted(unexpected)[:3]}")
     return model.eval(), meta
+
+
+def _model_name(spec: dict) -> str:
+    return spec.get("name") or spec.get("builder", "?")
 
 
 def _decode_factor(reader: _Reader, rows: int, cols: int, bits: int) -> Factor:
