@@ -30,3 +30,15 @@ class ArtifactError(HwsearchError):
 
 class DataError(HwsearchError):
     """User data (a `--data` loader's splits, an `--eval` metric) of the wrong kind or shape."""
+
+
+class UsageError(HwsearchError):
+    """A command line argparse cannot read: an unknown option, a missing value."""
+
+
+class StorageError(HwsearchError):
+    """A --storage URL that names no storage, or one that cannot be opened or reached."""
+
+
+class RunError(HwsearchError):
+    """A run folder that cannot be created or resumed: taken, in progress, finished, or not a run."""

@@ -49,14 +49,19 @@ def test_a_target_file_path_works(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     (VALID.replace("kind: cpu", "kind: cpu\nkind: gpu"), "duplicate key 'kind'"),
-    (VALID.replace("clock_hz: 1.0e9", "clock_hz: -1"), "clock_hz: Input should be greater than 0"),
+    (VALID.replace("clock_hz: 1.0e9", "clock_hz: -1"), "clock_hz: Value error, -1 Hz is not a plausible figure"),
     (VALID.replace("clock_hz: 1.0e9\n", ""), "clock_hz: Field required"),
-    (VALID.replace("clock_hz: 1.0e9", "clock_hz: .inf"), "clock_hz: Value error, must be a finite number"),
+    (VALID.replace("clock_hz: 1.0e9", "clock_hz: .inf"), "clock_hz: Value error, inf Hz is not a plausible figure"),
     (VALID.replace("cpu: {", "gpu: {"), "gpu"),
     (VALID.replace("memory:\n  - {name: l1,", "memory:\n  - {name: dram,"), "names must be distinct and not 'dram'"),
     (VALID + "colour: blue\n", "colour: Extra inputs are not permitted"),
     ("name: [unclosed\n", "not valid YAML at line"),
-    ("- just\n- a list\n", "must hold a mapping"),
+    ("- just\n- a list\n", "holds a list, not a mapping of keys"),
+    ("", "is empty; write the target's keys"),
+    (VALID.replace("max_weight_bits: 32", "max_weight_bits: 8"), "no compute path takes 32-bit"),
+    (VALID.replace("bandwidth_bytes_per_s: 1.0e10", "bandwidth_bytes_per_s: 1.0e-300"), "1e-300 bytes/s is not a plausible"),
+    (VALID.replace("clock_hz: 1.0e9", "clock_hz: 1e400"), "clock_hz: Value error, inf Hz"),
+    (VALID.replace("size_bytes: 32768", "size_bytes: 1.0e+300"), "size_bytes"),
     (VALID.replace("memory:\n  - {name: l1, size_bytes: 32768, bandwidth_bytes_per_cycle: 32, read_pj_per_byte: 1.25, "
                    "write_pj_per_byte: 1.25}", "memory: []"), "memory: Tuple should have at least 1 item"),
 ])
