@@ -1,79 +1,213 @@
 """One run, stage by stage: workload -> layer graph -> options -> proxy and cost tables
--> study -> retraining -> artifact and results. The CLI is a thin shell around `run`.
+-> study -> retraining -> artifact and results. The CLI is a thin shell around `run`,
+`resume` and `work`.
 
-Results are written to `results/.<run-id>.partial` and renamed to `results/<run-id>`
-only when everything succeeded, so a failed run leaves no half-written folder.
+Results are written to `results/.<run-id>.partial` (see run_folder) and renamed to
+`results/<run-id>` only when everything succeeded. A run that fails before any trial
+finished leaves no folder; one that stops later (Ctrl-C, SIGKILL, an error) keeps its
+folder and its finished trials, and `resume` continues it: the tables come back from the
+caches, the trials it left running are evaluated again under their own numbers, the rest
+of the queue runs, then retraining and export, so it ends where an uninterrupted run ends.
+`work` joins another run's study as one more process evaluating its trials.
 """
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import optuna
 import torch
+from optuna.trial import TrialState
 
-from cost_models import load_target, make_cost_model
-from hwsearch import artifact, results
+from cost_models import make_cost_model
+from cost_models.target import parse_target, read_target
+from hwsearch import artifact, results, storage as storages, trial_queue
+from hwsearch.atomic_write import write_text
 from hwsearch.baselines import baseline_plans
 from hwsearch.budget import Budgets
 from hwsearch.config import RunConfig
-from hwsearch.cost_table import build_cost_table
-from hwsearch.errors import HwsearchError
+from hwsearch.cost_table import CostTable, build_cost_table
+from hwsearch.errors import RunError
 from hwsearch.knapsack import smallest_for_score
-from hwsearch.layer_graph import LayerGraph
+from hwsearch.layer_graph import Layer, LayerGraph
 from hwsearch.options import Option, layer_options
-from hwsearch.proxy import PlanScorer, cached_proxy_table
+from hwsearch.proxy import PlanScorer, ProxyTable, cached_proxy_table
 from hwsearch.retrain import retrain
-from hwsearch.study import OBJECTIVES, Candidate, SearchConfig, pareto_front, run_study, top_feasible
+from hwsearch.run_folder import MAX_ID, RECORD, RunFolder, RunKept, check_run_id
+from hwsearch.study import OBJECTIVES, Candidate, Search, SearchConfig, pareto_front, run_study, top_feasible
 from hwsearch.training import TrainConfig
-from hwsearch.workload import default_cache_dir, load_workload
+from hwsearch.workload import Workload, load_workload, usable_cache_dir
 
-
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+RECORD_VERSION = 1
 
 
 def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
-    """Run the whole pipeline; returns the summary and the results folder."""
-    budgets = Budgets.parse(size=config.budget, latency=config.latency, energy=config.energy)   # fail before work
-    search = SearchConfig(budgets, objectives=tuple(config.objectives.split(",")), sampler=config.sampler,
-                          trials=config.trials, seed=config.seed)
-    target = load_target(config.target)
-    if config.run_id is not None and not _SAFE_NAME.fullmatch(config.run_id):
-        raise HwsearchError(f"--run-id {config.run_id!r} is not a plain folder name: use letters, digits, '.', '_' "
-                            "and '-' only, not starting with '.'")
-    stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    run_id = config.run_id or re.sub(r"[^A-Za-z0-9._-]", "", f"{target.name}-{budgets.label()}-{model_label(config.model)}-{stamp}")
-    final_dir = Path(config.results_dir) / run_id
-    if final_dir.exists():
-        raise HwsearchError(f"results folder {final_dir} already exists; pass another --run-id or remove it")
-    work_dir = final_dir.with_name(f".{run_id}.partial")
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
+    """Run the whole pipeline in a new run folder; returns the summary and the results folder."""
+    search = search_config(config)                 # bad input fails here, before any work
+    target, target_text = read_target(config.target)
+    usable_cache_dir(config.cache_dir)
+    storages.kind(config.storage)
+    if config.run_id is not None:
+        check_run_id(config.run_id)
+    run_id = config.run_id or default_run_id(target.name, search.budgets, config.model)
+    folder = RunFolder.create(Path(config.results_dir), run_id, exact=config.run_id is not None)
     try:
-        summary = _run_stages(config, target, search, run_id, work_dir, progress)
-        work_dir.rename(final_dir)
+        storage = storages.open_storage(config.storage, run_folder=folder.path, heartbeat_s=config.heartbeat_s)
+        if config.storage is not None and _study_exists(storage, folder.run_id):
+            raise RunError(f"a study named {folder.run_id} is already in --storage {storages.masked(config.storage)}: "
+                           "pass another --run-id (or continue that run with hwsearch --resume)")
+        folder.write_record({"version": RECORD_VERSION, "run_id": folder.run_id,
+                             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                             "config": asdict(config), "target_yaml": target_text, "workers": []})
+        folder.add_worker()
     except BaseException:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        folder.discard()
         raise
-    return summary, final_dir
+    return _in_folder(folder, config, target, search, storage, None, progress)
 
 
-def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progress) -> dict:
+def resume(run_or_folder: str, *, results_dir: str = "results", cache_dir: str | None = None,
+           progress=None) -> tuple[dict, Path]:
+    """Continue an interrupted run (its id, or its `.<id>.partial` folder) with the settings it started with."""
+    folder = RunFolder.resume(Path(results_dir), run_or_folder)
+    try:
+        record = folder.record
+        known = {f.name for f in fields(RunConfig)}
+        config = RunConfig(**{k: v for k, v in record["config"].items() if k in known})
+        if cache_dir is not None:
+            config = replace(config, cache_dir=cache_dir)
+        target = parse_target(record["target_yaml"], source=f"(the target recorded in {folder.path / RECORD})")
+        search = search_config(config)
+        usable_cache_dir(config.cache_dir)
+        previous = set(record.get("workers", []))
+        folder.add_worker()
+        if config.storage is None:
+            storages.repair_journal(folder.path / storages.JOURNAL)
+        storage = storages.open_storage(config.storage, run_folder=folder.path, heartbeat_s=config.heartbeat_s)
+    except BaseException:
+        folder.release()
+        raise
+    return _in_folder(folder, config, target, search, storage, previous, progress)
+
+
+def work(*, storage_url: str, study_name: str, cache_dir: str | None = None, wait_s: float = 600,
+         progress=None) -> dict:
+    """Evaluate trials of another run's study until its queue is empty; returns what this process did.
+
+    The study's record (config, target) rebuilds the tables here, from this machine's
+    caches; they must hash to what the run recorded, or the trials would not be comparable.
+    """
+    if storages.kind(storage_url) == "journal":
+        raise RunError("hwsearch worker needs a database storage (sqlite:///path.db or postgresql://...): a journal "
+                       "file has no heartbeat to tell when a worker died mid-trial")
+    storage = storages.open_storage(storage_url)
+    deadline = time.monotonic() + wait_s
+    while not (_study_exists(storage, study_name) and trial_queue.issued(
+            optuna.load_study(study_name=study_name, storage=storage))):
+        if time.monotonic() >= deadline:
+            raise RunError(f"no study named {study_name} with its trials issued in --storage "
+                           f"{storages.masked(storage_url)} (waited {wait_s:g} s): start its run first "
+                           f"(hwsearch --storage URL --run-id {study_name} ...) or check the name")
+        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+    record = optuna.load_study(study_name=study_name, storage=storage).user_attrs.get("hwsearch")
+    if not record:
+        raise RunError(f"study {study_name} in --storage {storages.masked(storage_url)} was not started by hwsearch")
+    known = {f.name for f in fields(RunConfig)}
+    config = replace(RunConfig(**{k: v for k, v in record["config"].items() if k in known}), cache_dir=cache_dir)
+    usable_cache_dir(config.cache_dir)
+    storage = storages.open_storage(storage_url, heartbeat_s=config.heartbeat_s)
+    target = parse_target(record["target_yaml"], source=f"(the target recorded with study {study_name})")
+    tables = build_tables(config, target, progress, _say(progress))
+    search = Search(proxy=tables.proxy, costs=tables.costs, config=search_config(config))
+    if search.digest() != record.get("tables_sha256"):
+        raise RunError(f"this worker's tables differ from the ones study {study_name} was started with (another model "
+                       "cache or library version): give it the run's --cache-dir contents, or the same versions")
+    study = optuna.load_study(study_name=study_name, storage=storage, sampler=search.sampler())
+    ran = trial_queue.run(study, storage, search.objective)
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    return {"worker": trial_queue.WORKER, "ran": ran, "complete": states.count(TrialState.COMPLETE),
+            "failed": states.count(TrialState.FAIL), "trials": config.trials}
+
+
+def search_config(config: RunConfig) -> SearchConfig:
+    budgets = Budgets.parse(size=config.budget, latency=config.latency, energy=config.energy)
+    return SearchConfig(budgets, objectives=tuple(config.objectives.split(",")), sampler=config.sampler,
+                        trials=config.trials, seed=config.seed)
+
+
+def default_run_id(target: str, budgets: Budgets, model: str) -> str:
+    """<target>-<budgets>-<model>-<UTC time>, cut to a folder name of at most MAX_ID characters."""
+    stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    head = re.sub(r"[^A-Za-z0-9._-]", "", f"{target}-{budgets.label()}-{model_label(model)}").lstrip(".")
+    return f"{head[:MAX_ID - len(stamp) - 6]}-{stamp}"      # room for a -2, -3 suffix
+
+
+def _in_folder(folder: RunFolder, config: RunConfig, target, search: SearchConfig, storage,
+               previous: set[str] | None, progress) -> tuple[dict, Path]:
+    try:
+        summary = _run_stages(config, target, search, folder, storage, previous, progress)
+        final = folder.finish()
+    except BaseException as exc:
+        finished = _finished_trials(storage, folder.run_id)
+        if finished or previous is not None:          # trials worth keeping, or a folder that was there before
+            folder.release()
+            raise RunKept(folder.path, finished) from exc
+        if config.storage is not None:
+            _forget_study(storage, folder.run_id)
+        folder.discard()
+        raise
+    return summary, final
+
+
+def _study_exists(storage, name: str) -> bool:
+    return any(s.study_name == name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+
+
+def _finished_trials(storage, name: str) -> int:
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    except Exception:            # no study yet, or the storage is what failed
+        return 0
+
+
+def _forget_study(storage, name: str) -> None:
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+    except Exception:            # never created, or the database is gone: nothing to clean
+        pass
+
+
+def _say(progress):
     def say(message: str) -> None:
         if progress:
             progress.console.print(message, soft_wrap=True, markup=False, highlight=False)
-    timings, clock = {}, time.perf_counter()
+    return say
 
-    def lap(name):
-        nonlocal clock
-        timings[name] = round(time.perf_counter() - clock, 2)
-        clock = time.perf_counter()
 
-    workload = open_workload(config, progress)
+@dataclass
+class Tables:
+    """What the search reads, built once per process: the workload and its per-layer tables."""
+    workload: Workload
+    layers: list[Layer]
+    options: dict[str, list[Option]]
+    costs: CostTable
+    proxy: ProxyTable                 # scored as config.proxy says
+    calibration: torch.Tensor
+    baseline_choice: dict[str, int]
+
+    @property
+    def names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+
+def build_tables(config: RunConfig, target, progress, say, lap=lambda name: None) -> Tables:
+    """The workload (cached model, or the user's), its layer graph, options, cost and proxy tables."""
+    workload = open_workload(config, progress, warn=say)
     model, data = workload.model, workload.data
     say(f"model {config.model}: test {data.metric_name} {workload.test_accuracy:.2%} "
         f"({'trained now' if workload.trained_now else 'from cache' if config.data is None else 'as given'})")
@@ -85,23 +219,40 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     options = {layer.name: layer_options(layer) for layer in layers}
     fixed = artifact.fixed_bytes(model, model_spec=workload.model_spec, layer_names=names)
     costs = build_cost_table(make_cost_model("analytical", target), layers, options, fixed, graph)
-    budgets = search.budgets
     baseline_choice = {name: options[name].index(Option()) for name in names}
+    lap("tables_cost")
+
+    calibration = data.train.take(config.calibration_size)
+    table, reused = cached_proxy_table(model, layers, options, calibration, usable_cache_dir(config.cache_dir),
+                                       progress, warn=say)
+    say(f"proxy table: {'from cache' if reused else 'computed'}")
+    lap("tables_proxy")
+    return Tables(workload, layers, options, costs, table.combined(config.proxy), calibration, baseline_choice)
+
+
+def _run_stages(config, target, search: SearchConfig, folder: RunFolder, storage, previous, progress) -> dict:
+    say = _say(progress)
+    out, run_id = folder.path, folder.run_id
+    timings, clock = {}, time.perf_counter()
+
+    def lap(name):
+        nonlocal clock
+        timings[name] = round(time.perf_counter() - clock, 2)
+        clock = time.perf_counter()
+
+    tables = build_tables(config, target, progress, say, lap)
+    workload, layers, names, options = tables.workload, tables.layers, tables.names, tables.options
+    costs, proxy, calibration, baseline_choice = tables.costs, tables.proxy, tables.calibration, tables.baseline_choice
+    model, data = workload.model, workload.data
+    budgets = search.budgets
     baseline = costs.totals(baseline_choice)
     limits = ", ".join(budgets.describe(k) for k in budgets.limits())
     say(f"{len(layers)} compressible layers, {sum(map(len, options.values()))} (layer, option) pairs; "
         f"fp32 file {int(baseline['size_bytes']):,} bytes; budgets {limits}")
-    lap("tables_cost")
 
-    calibration = data.train.take(config.calibration_size)
-    table, reused = cached_proxy_table(model, layers, options, calibration,
-                                       Path(config.cache_dir or default_cache_dir()), progress)
-    proxy = table.combined(config.proxy)
-    say(f"proxy table: {'from cache' if reused else 'computed'}")
-    lap("tables_proxy")
-
-    searched = run_study(proxy=proxy, costs=costs, config=search, storage_path=out / "study.journal",
-                         study_name=run_id, progress=progress)
+    record = {k: v for k, v in folder.record.items() if k in ("version", "run_id", "config", "target_yaml")}
+    searched = run_study(proxy=proxy, costs=costs, config=search, storage=storage, study_name=run_id, record=record,
+                         resumed_workers=previous, progress=progress)
     cands, optimum = searched.candidates, searched.optimum
     baselines = {label: Candidate(-1, choice, float(sum(proxy.scores[n][i] for n, i in choice.items())),
                                   costs.totals(choice), True, source=label)
@@ -171,7 +322,10 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         "artifact": path.name,
         "reload_max_abs_diff": diff,
         "search": {"trials": len(cands), "feasible": sum(c.feasible for c in cands),
-                   "repaired": sum(c.repaired for c in cands), "pareto": len(front), "storage": "study.journal",
+                   "repaired": sum(c.repaired for c in cands), "pareto": len(front),
+                   "failed": len(searched.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
+                   "workers": _workers(searched.study),
+                   "storage": storages.JOURNAL if config.storage is None else storages.masked(config.storage),
                    "objectives": list(search.objectives), "sampler": search.sampler or ("nsga2" if second else "tpe"),
                    "strategy": search.strategy, "proxy": config.proxy, "best_proxy": best_found,
                    "exact_optimum": {"proxy": optimum.score, "lower_bound": optimum.lower_bound,
@@ -189,7 +343,7 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         "timings_s": timings,
         "config": asdict(config),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     results.write_candidates(out / "candidates.csv", cands, options)
     results.write_pareto(out / "pareto.csv", front)
     results.write_layers(out / "layers.csv", plan, costs, chosen.choice, baseline_choice)
@@ -201,10 +355,19 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     return summary
 
 
-def open_workload(config: RunConfig, progress=None):
+def _workers(study: optuna.Study) -> dict[str, int]:
+    """Completed trials per process that evaluated them (host:pid)."""
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        worker = trial.user_attrs.get("worker", "this run")       # recorded on database storages only
+        counts[worker] = counts.get(worker, 0) + 1
+    return counts
+
+
+def open_workload(config: RunConfig, progress=None, warn=None):
     """The built-in model trained on digits (cached), or the user's own model and data, checked."""
     if config.data is None:
-        return load_workload(config.model, cache_dir=config.cache_dir, progress=progress)
+        return load_workload(config.model, cache_dir=config.cache_dir, progress=progress, warn=warn)
     from hwsearch.cost_report import parse_input
     from hwsearch.user_workload import load_user_workload
     return load_user_workload(config.model, config.data, input_shape=parse_input(config.input) if config.input else None,

@@ -31,6 +31,16 @@ MAX_ID = 120            # characters: the folder name (plus ".partial" and tempo
 _ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", re.ASCII)
 
 
+class RunKept(Exception):
+    """A run stopped (interrupted, or failed) after some of its trials finished: its folder is kept for `--resume`.
+
+    The reason is the exception it is raised from (`__cause__`)."""
+
+    def __init__(self, path: Path, finished: int):
+        super().__init__(f"{finished} finished trials kept in {path}")
+        self.path, self.finished = path, finished
+
+
 def check_run_id(run_id: str) -> None:
     if not _ID.fullmatch(run_id):
         raise RunError(f"--run-id {_short(run_id)!r} is not a plain folder name: use letters, digits, '.', '_' and "

@@ -327,16 +327,22 @@ def open_study(search: Search, storage, study_name: str, record: dict | None = N
     """The study named `study_name`: created with its tickets if it is not in `storage` (or was
     left before its tickets were all issued), else loaded as it is. `record` is kept with it
     (user attribute "hwsearch") for workers to rebuild the tables from."""
+    digest = search.digest()
     names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if study_name in names:
         study = optuna.load_study(study_name=study_name, storage=storage, sampler=search.sampler())
         if trial_queue.issued(study):
+            recorded = study.user_attrs.get("hwsearch", {}).get("tables_sha256")
+            if record is not None and recorded not in (None, digest):
+                raise HwsearchError(f"the tables differ from the ones study {study_name} was started with (the model "
+                                    "cache, the calibration data or a library changed): its trials cannot be compared "
+                                    "with new ones; restore the cache, or start a new run")
             return study
         optuna.delete_study(study_name=study_name, storage=storage)   # killed while issuing: nothing ran yet
     study = optuna.create_study(study_name=study_name, storage=storage, sampler=search.sampler(),
                                 directions=search.directions)
     if record is not None:
-        study.set_user_attr("hwsearch", record)
+        study.set_user_attr("hwsearch", {**record, "tables_sha256": digest})
     trial_queue.issue(study, search.starts(), search.config.trials, skip_duplicates=search.hull is None)
     return study
 

@@ -33,7 +33,7 @@ from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"   # who evaluates a trial: recorded with it, shown in the dashboard
+WORKER = f"{socket.gethostname()}:{os.getpid()}"   # who evaluates a trial on a shared storage: recorded with it
 TICKET = "ticket"           # user attribute: the ticket number a trial (or its retry) evaluates
 ISSUED = "tickets_issued"   # study user attribute: every ticket is in the queue
 MAX_RETRIES = 3             # a ticket whose evaluation kills its process this often is given up
@@ -102,9 +102,10 @@ def evaluate(study: optuna.Study, storage: BaseStorage, trial_id: int, objective
     it RUNNING for a resumed run to finish.
     """
     try:
-        with _Heartbeat(storage, trial_id):
+        with _Heartbeat(storage, trial_id) as heartbeat:
             trial = optuna.Trial(study, trial_id)
-            trial.set_user_attr("worker", WORKER)
+            if heartbeat.interval is not None:     # a shared storage: say who holds the trial (one more write)
+                trial.set_user_attr("worker", WORKER)
             values = objective(trial)
     except UpdateFinishedTrialError:
         return False

@@ -17,7 +17,7 @@ from torch import nn
 
 from hwsearch.atomic_write import atomic_write
 from hwsearch.data import Data, load_digits_split
-from hwsearch.errors import ModelError
+from hwsearch.errors import HwsearchError, ModelError
 from hwsearch.models import build_model
 from hwsearch.training import TrainConfig, accuracy, train
 
@@ -42,6 +42,25 @@ class Workload:
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("HWSEARCH_CACHE", Path.home() / ".cache" / "hwsearch"))
+
+
+def usable_cache_dir(cache_dir: str | Path | None) -> Path:
+    """The cache folder (`--cache-dir`, else $HWSEARCH_CACHE, else ~/.cache/hwsearch), created and writable.
+
+    Checked before any work, so that a cache path that is a file fails now, not after training.
+    """
+    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    name = "--cache-dir" if cache_dir is not None else ("$HWSEARCH_CACHE" if "HWSEARCH_CACHE" in os.environ
+                                                       else "the default cache")
+    if path.exists() and not path.is_dir():
+        raise HwsearchError(f"{name} {path} is a file, not a folder; give a folder for trained models and proxy tables")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HwsearchError(f"{name} {path} cannot be created ({exc.strerror}); give a folder you can write") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise HwsearchError(f"{name} {path} is not writable; give a folder you can write")
+    return path
 
 
 def load_workload(model_name: str, *, cache_dir: Path | None = None, data_seed: int = 0, progress=None,
