@@ -81,16 +81,18 @@ def _database(url: str, which: str, heartbeat_s: int | None) -> BaseStorage:
     engine_kwargs = {"pool_pre_ping": True}
     if which == "postgresql":
         engine_kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
-    beat = {} if heartbeat_s is None else {
-        "heartbeat_interval": heartbeat_s, "grace_period": GRACE_BEATS * heartbeat_s,
-        "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)}
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():        # the heartbeat is marked experimental in Optuna
             warnings.simplefilter("ignore", ExperimentalWarning)
+            beat = {} if heartbeat_s is None else {
+                "heartbeat_interval": heartbeat_s, "grace_period": GRACE_BEATS * heartbeat_s,
+                "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)}
             storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
-    except ModuleNotFoundError as exc:
-        driver = {"postgresql": "psycopg2-binary", "mysql": "PyMySQL"}.get(which, exc.name)
-        raise StorageError(f"--storage {masked(url)} needs the database driver {exc.name}: pip install {driver}") from None
+    except ImportError as exc:          # Optuna wraps the driver's ModuleNotFoundError
+        missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "its database driver"
+        driver = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL",
+                  "MySQLdb": "mysqlclient"}.get(missing, missing)
+        raise StorageError(f"--storage {masked(url)} needs the database driver {missing}: pip install {driver}") from None
     except sqlalchemy.exc.ArgumentError as exc:
         raise StorageError(f"--storage {masked(url)!r} is not a valid database URL ({_first_line(exc)}); give "
                            f"{EXAMPLES}") from None

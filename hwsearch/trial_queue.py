@@ -131,7 +131,7 @@ def _claim(study: optuna.Study, storage: BaseStorage, beating: bool) -> int | No
 
 
 def heartbeat_interval(storage: BaseStorage) -> int | None:
-    get = getattr(storage, "getheartbeat_interval", None)
+    get = getattr(storage, "get_heartbeat_interval", None)
     return get() if get else None
 
 
