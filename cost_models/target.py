@@ -41,11 +41,19 @@ Operand = Literal["W", "I", "O"]
 LARGEST = 1e15
 
 
+def _figure(value: float | int) -> str:
+    """A number as a message quotes it: 1e+300, 4096, or the size of an integer too large for a float."""
+    try:
+        return f"{float(value):g}"
+    except OverflowError:
+        return f"an integer of {value.bit_length()} bits"
+
+
 def _plausible(low: float, high: float, unit: str):
     """A float field that must lie in [low, high] `unit`: real hardware, not a typo."""
     def check(value: float) -> float:
         if not low <= value <= high:
-            raise ValueError(f"{value:g} {unit} is not a plausible figure: give a number between {low:g} and "
+            raise ValueError(f"{_figure(value)} {unit} is not a plausible figure: give a number between {low:g} and "
                              f"{high:g} {unit}")
         return value
     return AfterValidator(check)
@@ -65,7 +73,7 @@ class _Frozen(BaseModel, extra="forbid", frozen=True):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("must be a finite number")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > LARGEST:
-            raise ValueError(f"{value:g} is not a plausible figure in this key's unit: give a number below "
+            raise ValueError(f"{_figure(value)} is not a plausible figure in this key's unit: give a number below "
                              f"{LARGEST:g}")
         return value
 
@@ -300,5 +308,17 @@ def parse_target(text: str, *, source: str = "<string>") -> Target:
     try:
         return Target.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}" for e in exc.errors())
-        raise TargetError(f"target file {source} is invalid: {problems}") from None
+        raise TargetError(f"target file {source} is invalid: {_problems(exc.errors())}") from None
+
+
+def _problems(errors: list[dict]) -> str:
+    """Pydantic's errors as `key.path: what is wrong`, one per problem, without the echoes.
+
+    A list whose only item is invalid is also reported "too short" by pydantic: that
+    follows from the item's own error and is dropped.
+    """
+    locs = [tuple(e["loc"]) for e in errors]
+    kept = [e for e in errors if not (e["type"] == "too_short" and any(
+        len(other) > len(e["loc"]) and other[:len(e["loc"])] == tuple(e["loc"]) for other in locs))]
+    return "; ".join(((".".join(map(str, e["loc"])) + ": ") if e["loc"] else "")
+                     + e["msg"].removeprefix("Value error, ") for e in kept)

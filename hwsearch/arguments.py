@@ -59,4 +59,7 @@ class Parser(argparse.ArgumentParser):
         if invalid:
             kind = "a whole number" if invalid.group(2) == "int" else "a number"
             return f"{invalid.group(1)} {invalid.group(3)} is not {kind}"
+        choice = re.match(r"argument (\S+?)(?:/\S+)?: invalid choice: (.*) \(choose from (.*)\)", message)
+        if choice:
+            return f"{choice.group(1)} {choice.group(2)} is not one of {choice.group(3)}"
         return message

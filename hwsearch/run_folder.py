@@ -70,7 +70,11 @@ class RunFolder:
         check_run_id(run_id)
         if results_dir.exists() and not results_dir.is_dir():
             raise RunError(f"--results {results_dir} is a file, not a folder; give a folder for run folders")
-        results_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            results_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RunError(f"--results {results_dir} cannot be created ({exc.strerror}); give a folder you can "
+                           "write") from None
         for attempt in range(1, 1000):
             name = run_id if attempt == 1 else f"{run_id}-{attempt}"
             path = results_dir / partial_name(name)
