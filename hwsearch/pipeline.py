@@ -37,7 +37,7 @@ from hwsearch.layer_graph import Layer, LayerGraph
 from hwsearch.options import Option, layer_options
 from hwsearch.proxy import PlanScorer, ProxyTable, cached_proxy_table
 from hwsearch.retrain import retrain
-from hwsearch.run_folder import MAX_ID, RECORD, RunFolder, RunKept, check_run_id
+from hwsearch.run_folder import MAX_ID, RECORD, RunFolder, RunKept, check_run_id, interrupted_runs
 from hwsearch.study import OBJECTIVES, Candidate, Search, SearchConfig, pareto_front, run_study, top_feasible
 from hwsearch.training import TrainConfig
 from hwsearch.workload import Workload, load_workload, usable_cache_dir
@@ -67,6 +67,10 @@ def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
     except BaseException:
         folder.discard()
         raise
+    stopped = [p.name for p in interrupted_runs(Path(config.results_dir))]
+    if stopped:
+        _say(progress)(f"note: {len(stopped)} interrupted run(s) in {config.results_dir}/ ({', '.join(stopped[:3])}"
+                       f"{', ...' if len(stopped) > 3 else ''}): hwsearch --resume <run-id> continues one")
     return _in_folder(folder, config, target, search, storage, None, progress)
 
 

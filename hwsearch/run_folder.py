@@ -176,7 +176,8 @@ def interrupted_runs(results_dir: Path) -> list[Path]:
 
 
 def _try_lock(path: Path, *, create: bool = True) -> int | None:
-    """An fd holding the folder's exclusive lock, or None if another process holds it."""
+    """An fd holding the folder's exclusive lock, or None if another process holds it (or, with
+    `create=False`, if the folder has no lock file: it was never taken)."""
     lock = path / LOCK
     if not create and not lock.exists():
         return None
@@ -189,8 +190,9 @@ def _try_lock(path: Path, *, create: bool = True) -> int | None:
     except BlockingIOError:
         os.close(fd)
         return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{WORKER}\n".encode())
+    if create:                  # taking the folder, not probing it: say who holds it
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{WORKER}\n".encode())
     return fd
 
 

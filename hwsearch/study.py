@@ -18,6 +18,12 @@ Optuna's constrained samplers learn the budgets; benchmarks/search_strategies.py
 measures all three.
 Several objectives (`--objectives proxy,latency`) give a multi-objective study
 (NSGA-II unless `--sampler` says otherwise) whose result is a front, not a single best.
+
+`Search` holds what a trial reads, built from the tables by every process that works on
+the study (the run, a resumed run, `hwsearch worker`s); `open_study` creates the study
+with its queue of exactly `trials` trials (trial_queue) or loads it, and checks that the
+tables hash to the ones it was started with. Samplers are seeded per trial (samplers),
+so that the study's trials do not depend on which process, or how many, drew them.
 """
 from __future__ import annotations
 

@@ -4,12 +4,11 @@ One run is killed with SIGKILL four times, at four moments (while it builds its 
 mid-study, while it retrains, while it exports), and resumed after each kill; it must end
 with every trial it had finished, and with the very file an uninterrupted run exports.
 Two runs started at the same moment on one cache and one results folder must both
-succeed with that same file.
+succeed with that same file (and are the uninterrupted runs the killed one is compared with).
 """
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -67,12 +66,24 @@ def cache(model_cache, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(cache, tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("whole")
-    proc = hwsearch(*ARGS, "--run-id", "whole", cwd=cwd, cache=cache)
-    out, err = proc.communicate(timeout=900)
-    assert proc.returncode == 0, err
-    return cwd / "results" / "whole"
+def together(cache, tmp_path_factory):
+    """Two uninterrupted runs started at the same moment on one cache (without a proxy table yet) and one
+    results folder, with default run ids (most likely the same second): (their folders, their cache)."""
+    cwd = tmp_path_factory.mktemp("together")
+    fresh = cwd / "cache"
+    shutil.copytree(cache, fresh)
+    for path in fresh.glob("proxy-*.npz"):     # both runs build the proxy table and write its cache entry
+        path.unlink()
+    runs = [hwsearch(*ARGS, cwd=cwd, cache=fresh) for _ in range(2)]
+    for run in runs:
+        out, err = run.communicate(timeout=900)
+        assert run.returncode == 0, err
+    return sorted((cwd / "results").iterdir()), fresh
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(together):
+    return together[0][0]
 
 
 def test_a_run_killed_at_four_moments_and_resumed_keeps_every_trial_and_ends_as_an_uninterrupted_run(
@@ -121,20 +132,12 @@ def test_a_run_killed_at_four_moments_and_resumed_keeps_every_trial_and_ends_as_
     assert summary["search"]["trials"] == TRIALS and summary["search"]["failed"] == 0
 
 
-def test_two_runs_started_together_on_one_cache_both_succeed_with_the_same_file(cache, uninterrupted, tmp_path):
-    fresh = tmp_path / "cache"
-    shutil.copytree(cache, fresh)
-    for path in fresh.glob("proxy-*.npz"):     # both runs build the proxy table and write its cache entry
-        path.unlink()
-    runs = [hwsearch(*ARGS, cwd=tmp_path, cache=fresh) for _ in range(2)]       # default run ids: the same second
-    for run in runs:
-        out, err = run.communicate(timeout=900)
-        assert run.returncode == 0, err
-    folders = sorted(p for p in (tmp_path / "results").iterdir())
+def test_two_runs_started_together_on_one_cache_both_succeed_with_the_same_file(together):
+    folders, cache = together
     assert len(folders) == 2 and not any(p.name.startswith(".") for p in folders)
+    for name in SAME:
+        assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), name
     for folder in folders:
-        for name in SAME:                                   # and the same as the uninterrupted run's, byte for byte
-            assert (folder / name).read_bytes() == (uninterrupted / name).read_bytes(), (folder, name)
-        model, _ = artifact.load(folder / "model.hws")
-    assert len(list(fresh.glob("proxy-*.npz"))) == 1 and not list(fresh.glob(".*.tmp"))
-    assert not list((tmp_path / "results").glob("*/.*.tmp"))
+        artifact.load(folder / "model.hws")
+        assert not list(folder.glob(".*.tmp"))
+    assert len(list(cache.glob("proxy-*.npz"))) == 1 and not list(cache.glob(".*.tmp"))

@@ -11,13 +11,13 @@ def objective(trial):
 
 
 def draws(tmp_path, name, sampler_name, stops):
-    """Params of 40 trials, the study reloaded with a fresh sampler (a new process) at each stop."""
+    """Params of 30 trials, the study reloaded with a fresh sampler (a new process) at each stop."""
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / name)))
-    sampler = make_sampler(sampler_name, seed=3, trials=40)
+    sampler = make_sampler(sampler_name, seed=3, trials=30)
     study = optuna.create_study(study_name="s", storage=storage, sampler=sampler)
     done = 0
-    for stop in [*stops, 40]:
-        study = optuna.load_study(study_name="s", storage=storage, sampler=make_sampler(sampler_name, seed=3, trials=40))
+    for stop in [*stops, 30]:
+        study = optuna.load_study(study_name="s", storage=storage, sampler=make_sampler(sampler_name, seed=3, trials=30))
         study.optimize(objective, n_trials=stop - done)
         done = stop
     return [t.params for t in study.trials]
@@ -27,7 +27,7 @@ def draws(tmp_path, name, sampler_name, stops):
 def test_a_study_picked_up_again_draws_what_an_uninterrupted_one_draws(tmp_path, sampler_name):
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     whole = draws(tmp_path, "whole", sampler_name, [])
-    assert draws(tmp_path, "pieces", sampler_name, [7, 25]) == whole
+    assert draws(tmp_path, "pieces", sampler_name, [7, 22]) == whole
     assert len({str(p) for p in whole}) == len(whole)          # and the trials differ from one another
 
 

@@ -17,7 +17,6 @@ import sys
 import time
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 
 from hwsearch.workload import load_workload
