@@ -403,7 +403,7 @@ def _worker(argv: list[str]) -> int:
 
     import optuna
 
-    from hwsearch.pipeline import work
+    from hwsearch.worker import work
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     console = Console(stderr=True, quiet=args.quiet)

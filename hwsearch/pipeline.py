@@ -1,6 +1,6 @@
 """One run, stage by stage: workload -> layer graph -> options -> proxy and cost tables
--> study -> retraining -> artifact and results. The CLI is a thin shell around `run`,
-`resume` and `work`.
+-> study -> retraining -> artifact and results. The CLI is a thin shell around `run`
+and `resume` (and `worker.work`, which joins another run's study).
 
 Results are written to `results/.<run-id>.partial` (see run_folder) and renamed to
 `results/<run-id>` only when everything succeeded. A run that fails before any trial
@@ -8,7 +8,6 @@ finished leaves no folder; one that stops later (Ctrl-C, SIGKILL, an error) keep
 folder and its finished trials, and `resume` continues it: the tables come back from the
 caches, the trials it left running are evaluated again under their own numbers, the rest
 of the queue runs, then retraining and export, so it ends where an uninterrupted run ends.
-`work` joins another run's study as one more process evaluating its trials.
 """
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ from optuna.trial import TrialState
 
 from cost_models import make_cost_model
 from cost_models.target import parse_target, read_target
-from hwsearch import artifact, results, storage as storages, trial_queue
+from hwsearch import artifact, results, storage as storages
 from hwsearch.atomic_write import write_text
 from hwsearch.baselines import baseline_plans
 from hwsearch.budget import Budgets
@@ -38,7 +37,7 @@ from hwsearch.options import Option, layer_options
 from hwsearch.proxy import PlanScorer, ProxyTable, cached_proxy_table
 from hwsearch.retrain import retrain
 from hwsearch.run_folder import MAX_ID, RECORD, RunFolder, RunKept, check_run_id, interrupted_runs
-from hwsearch.study import OBJECTIVES, Candidate, Search, SearchConfig, pareto_front, run_study, top_feasible
+from hwsearch.study import OBJECTIVES, Candidate, SearchConfig, pareto_front, run_study, top_feasible
 from hwsearch.training import TrainConfig
 from hwsearch.workload import Workload, load_workload, usable_cache_dir
 
@@ -57,19 +56,21 @@ def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
     folder = RunFolder.create(Path(config.results_dir), run_id, exact=config.run_id is not None)
     try:
         storage = storages.open_storage(config.storage, run_folder=folder.path, heartbeat_s=config.heartbeat_s)
-        if config.storage is not None and _study_exists(storage, folder.run_id):
+        if config.storage is not None and study_exists(storage, folder.run_id):
             raise RunError(f"a study named {folder.run_id} is already in --storage {storages.masked(config.storage)}: "
                            "pass another --run-id (or continue that run with hwsearch --resume)")
         folder.write_record({"version": RECORD_VERSION, "run_id": folder.run_id,
                              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                             "config": asdict(config), "target_yaml": target_text, "workers": []})
+                             # absolute paths: --resume and workers may start in another folder
+                             "config": asdict(with_absolute_paths(config)), "target_yaml": target_text,
+                             "workers": []})
         folder.add_worker()
     except BaseException:
         folder.discard()
         raise
     stopped = [p.name for p in interrupted_runs(Path(config.results_dir))]
     if stopped:
-        _say(progress)(f"note: {len(stopped)} interrupted run(s) in {config.results_dir}/ ({', '.join(stopped[:3])}"
+        say_to(progress)(f"note: {len(stopped)} interrupted run(s) in {config.results_dir}/ ({', '.join(stopped[:3])}"
                        f"{', ...' if len(stopped) > 3 else ''}): hwsearch --resume <run-id> continues one")
     return _in_folder(folder, config, target, search, storage, None, progress)
 
@@ -80,8 +81,7 @@ def resume(run_or_folder: str, *, results_dir: str = "results", cache_dir: str |
     folder = RunFolder.resume(Path(results_dir), run_or_folder)
     try:
         record = folder.record
-        known = {f.name for f in fields(RunConfig)}
-        config = RunConfig(**{k: v for k, v in record["config"].items() if k in known})
+        config = config_from_record(record)
         if cache_dir is not None:
             config = replace(config, cache_dir=cache_dir)
         target = parse_target(record["target_yaml"], source=f"(the target recorded in {folder.path / RECORD})")
@@ -98,43 +98,20 @@ def resume(run_or_folder: str, *, results_dir: str = "results", cache_dir: str |
     return _in_folder(folder, config, target, search, storage, previous, progress)
 
 
-def work(*, storage_url: str, study_name: str, cache_dir: str | None = None, wait_s: float = 600,
-         progress=None) -> dict:
-    """Evaluate trials of another run's study until its queue is empty; returns what this process did.
+def with_absolute_paths(config: RunConfig) -> RunConfig:
+    """The config with the user's .py files and the cache folder as absolute paths."""
+    def absolute(spec: str | None) -> str | None:
+        where, sep, function = (spec or "").rpartition(":")
+        return f"{Path(where).resolve()}:{function}" if sep and where.endswith(".py") else spec
+    return replace(config, model=absolute(config.model), data=absolute(config.data), eval=absolute(config.eval),
+                   loss=absolute(config.loss),
+                   cache_dir=str(Path(config.cache_dir).resolve()) if config.cache_dir else None)
 
-    The study's record (config, target) rebuilds the tables here, from this machine's
-    caches; they must hash to what the run recorded, or the trials would not be comparable.
-    """
-    if storages.kind(storage_url) == "journal":
-        raise RunError("hwsearch worker needs a database storage (sqlite:///path.db or postgresql://...): a journal "
-                       "file has no heartbeat to tell when a worker died mid-trial")
-    storage = storages.open_storage(storage_url)
-    deadline = time.monotonic() + wait_s
-    while not (_study_exists(storage, study_name) and trial_queue.issued(
-            optuna.load_study(study_name=study_name, storage=storage))):
-        if time.monotonic() >= deadline:
-            raise RunError(f"no study named {study_name} with its trials issued in --storage "
-                           f"{storages.masked(storage_url)} (waited {wait_s:g} s): start its run first "
-                           f"(hwsearch --storage URL --run-id {study_name} ...) or check the name")
-        time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
-    record = optuna.load_study(study_name=study_name, storage=storage).user_attrs.get("hwsearch")
-    if not record:
-        raise RunError(f"study {study_name} in --storage {storages.masked(storage_url)} was not started by hwsearch")
+
+def config_from_record(record: dict) -> RunConfig:
+    """The RunConfig a run recorded (settings added to RunConfig since then keep their defaults)."""
     known = {f.name for f in fields(RunConfig)}
-    config = replace(RunConfig(**{k: v for k, v in record["config"].items() if k in known}), cache_dir=cache_dir)
-    usable_cache_dir(config.cache_dir)
-    storage = storages.open_storage(storage_url, heartbeat_s=config.heartbeat_s)
-    target = parse_target(record["target_yaml"], source=f"(the target recorded with study {study_name})")
-    tables = build_tables(config, target, progress, _say(progress))
-    search = Search(proxy=tables.proxy, costs=tables.costs, config=search_config(config))
-    if search.digest() != record.get("tables_sha256"):
-        raise RunError(f"this worker's tables differ from the ones study {study_name} was started with (another model "
-                       "cache or library version): give it the run's --cache-dir contents, or the same versions")
-    study = optuna.load_study(study_name=study_name, storage=storage, sampler=search.sampler())
-    ran = trial_queue.run(study, storage, search.objective)
-    states = [t.state for t in study.get_trials(deepcopy=False)]
-    return {"worker": trial_queue.WORKER, "ran": ran, "complete": states.count(TrialState.COMPLETE),
-            "failed": states.count(TrialState.FAIL), "trials": config.trials}
+    return RunConfig(**{k: v for k, v in record["config"].items() if k in known})
 
 
 def search_config(config: RunConfig) -> SearchConfig:
@@ -167,7 +144,7 @@ def _in_folder(folder: RunFolder, config: RunConfig, target, search: SearchConfi
     return summary, final
 
 
-def _study_exists(storage, name: str) -> bool:
+def study_exists(storage, name: str) -> bool:
     return any(s.study_name == name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
 
 
@@ -186,7 +163,7 @@ def _forget_study(storage, name: str) -> None:
         pass
 
 
-def _say(progress):
+def say_to(progress):
     def say(message: str) -> None:
         if progress:
             progress.console.print(message, soft_wrap=True, markup=False, highlight=False)
@@ -235,7 +212,7 @@ def build_tables(config: RunConfig, target, progress, say, lap=lambda name: None
 
 
 def _run_stages(config, target, search: SearchConfig, folder: RunFolder, storage, previous, progress) -> dict:
-    say = _say(progress)
+    say = say_to(progress)
     out, run_id = folder.path, folder.run_id
     timings, clock = {}, time.perf_counter()
 
