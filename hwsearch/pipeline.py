@@ -99,12 +99,18 @@ def resume(run_or_folder: str, *, results_dir: str = "results", cache_dir: str |
 
 
 def with_absolute_paths(config: RunConfig) -> RunConfig:
-    """The config with the user's .py files and the cache folder as absolute paths."""
+    """The config with the user's .py files, the cache folder and a file storage as absolute paths."""
     def absolute(spec: str | None) -> str | None:
         where, sep, function = (spec or "").rpartition(":")
         return f"{Path(where).resolve()}:{function}" if sep and where.endswith(".py") else spec
+
+    storage = config.storage
+    if storage is not None and storages.kind(storage) == "journal":
+        storage = str(Path(storage).resolve())
+    elif storage is not None and storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
+        storage = f"sqlite:///{Path(storage.removeprefix('sqlite:///')).resolve()}"
     return replace(config, model=absolute(config.model), data=absolute(config.data), eval=absolute(config.eval),
-                   loss=absolute(config.loss),
+                   loss=absolute(config.loss), storage=storage,
                    cache_dir=str(Path(config.cache_dir).resolve()) if config.cache_dir else None)
 
 

@@ -141,3 +141,31 @@ def test_two_runs_started_together_on_one_cache_both_succeed_with_the_same_file(
         artifact.load(folder / "model.hws")
         assert not list(folder.glob(".*.tmp"))
     assert len(list(cache.glob("proxy-*.npz"))) == 1 and not list(cache.glob(".*.tmp"))
+
+
+def test_a_run_on_sqlite_killed_mid_study_is_resumed_from_another_folder(cache, tmp_path):
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir()
+    elsewhere.mkdir()
+    args = ["--model", "lenet5_digits", "--budget", "20KB", "--trials", "40", "--top-k", "1", "--finetune-epochs", "0",
+            "--storage", "sqlite:///studies.db", "--heartbeat", "1", "--run-id", "lite", "--quiet"]
+    storage = f"sqlite:///{start / 'studies.db'}"
+
+    def complete() -> int:
+        try:
+            study = optuna.load_study(study_name="lite", storage=storage)
+        except KeyError:
+            return 0
+        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+    run = hwsearch(*args, cwd=start, cache=cache)
+    kill_when(run, lambda: (start / "studies.db").exists() and complete() >= 5, "five trials in the database")
+    kept = complete()
+    run = hwsearch("--resume", str(start / "results" / ".lite.partial"), "--quiet", cwd=elsewhere, cache=cache)
+    out, err = run.communicate(timeout=900)
+    assert run.returncode == 0, err
+    summary = json.loads((start / "results" / "lite" / "summary.json").read_text())
+    assert summary["search"]["trials"] == 40 and kept >= 5
+    assert summary["search"]["storage"] == storage                   # recorded as an absolute path
+    assert len(summary["search"]["workers"]) in (1, 2)               # the killed process and the resumed one
+    assert not (elsewhere / "results").exists() and not (elsewhere / "studies.db").exists()
