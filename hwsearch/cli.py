@@ -41,7 +41,8 @@ def _parser() -> Parser:
     p = Parser(
         prog="hwsearch",
         description="Find the per-layer compression (rank, sparsity, bits) that keeps the most accuracy "
-                    "within a size budget on a hardware target, confirm it by retraining and export it.",
+                    "within file-size, latency and energy budgets on a hardware target, confirm it by retraining "
+                    "and export it.",
         epilog="Sizes: B, KB, MB, GB are powers of 10 (10MB = 10,000,000 bytes); KiB, MiB, GiB are powers "
                "of 2 (10MiB = 10,485,760 bytes); a bare number is bytes. The exported file is at most the budget. "
                "Other commands: hwsearch worker | inspect | targets | cost | validate | calibrate (each with --help).")

@@ -5,8 +5,8 @@
     sqlite:///path/to/studies.db         SQLite: several processes on one machine
     postgresql://user@host:5432/dbname   PostgreSQL: several processes on several machines
 
-A journal file is Optuna's fastest storage (every write is one synced append) and is
-what `optuna-dashboard` opens as it is. Database storages add a heartbeat per running
+A journal file is Optuna's fastest storage (every write is one append, synced at trial
+state changes: hwsearch.journal) and is what `optuna-dashboard` opens as it is. Database storages add a heartbeat per running
 trial, which is what lets `hwsearch worker` processes share a study: a trial whose
 process stops beating for `GRACE_BEATS` intervals is marked failed and retried.
 
@@ -23,9 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import BaseStorage, JournalStorage, RetryHeartbeatStaleTrialCallback
-from optuna.storages.journal import JournalFileBackend
-
 from hwsearch.errors import StorageError
+from hwsearch.journal import TrialSyncedJournal
 from hwsearch.trial_queue import MAX_RETRIES
 
 JOURNAL = "study.journal"       # the run folder's own storage
@@ -68,7 +67,7 @@ def open_storage(url: str | None, *, run_folder: Path | None = None, heartbeat_s
         if not path.parent.is_dir():
             raise StorageError(f"--storage {path}: folder {path.parent} does not exist; create it or give another path")
         try:
-            return JournalStorage(JournalFileBackend(str(path)))
+            return JournalStorage(TrialSyncedJournal(str(path)))
         except OSError as exc:
             raise StorageError(f"--storage {path} cannot be opened ({exc.strerror}); check the path and its "
                                "permissions") from None
@@ -118,10 +117,12 @@ def _first_line(exc: BaseException) -> str:
 def repair_journal(path: Path) -> int:
     """Cut a journal file back to its last whole entry; returns the bytes dropped.
 
-    Optuna appends each entry with one synced write, but a write cut short (a full disk,
-    a machine losing power) leaves half a line; the next append would glue onto it and
-    make the whole file unreadable. Call only while no other process writes the file
-    (the run's lock is held). A lock file left by a killed writer is removed too.
+    Each entry is appended with one write, but a write cut short (a full disk, a machine
+    losing power before the entry was synced) leaves half a line; the next append would
+    glue onto it and make the whole file unreadable. Call only while no other process
+    writes the file (the run's lock is held). A lock file left by a writer killed while
+    it held it (which would stall the next writer for Optuna's 30-second grace period)
+    is removed too.
     """
     lock = Path(str(path) + ".lock")
     if lock.is_symlink() or lock.exists():

@@ -35,13 +35,13 @@ from pathlib import Path
 import numpy as np
 import optuna
 from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from hwsearch import trial_queue
 from hwsearch.budget import Budgets
 from hwsearch.cost_table import CostTable
 from hwsearch.errors import BudgetInfeasible, HwsearchError
+from hwsearch.journal import TrialSyncedJournal
 from hwsearch.knapsack import SEPARABLE, Optimum, exact_optimum, smallest
 from hwsearch.options import Option, Plan
 from hwsearch.proxy import ProxyTable
@@ -326,7 +326,7 @@ def asdict_config(config: SearchConfig) -> dict:
 
 
 def journal_storage(path: Path) -> JournalStorage:
-    return JournalStorage(JournalFileBackend(str(path)))
+    return JournalStorage(TrialSyncedJournal(str(path)))
 
 
 def open_study(search: Search, storage, study_name: str, record: dict | None = None) -> optuna.Study:

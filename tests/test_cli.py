@@ -46,6 +46,19 @@ def test_end_to_end_run_exports_a_file_within_budget(tiny_run, model_cache):
     assert len(lines) == 61 and lines[0].startswith("trial,feasible,proxy,size_bytes")
 
 
+def test_the_report_sets_the_choice_beside_the_baselines_and_the_measured_divergence(tiny_run):
+    _, folder = tiny_run
+    summary = json.loads((folder / "summary.json").read_text())
+    baselines = summary["search"]["baselines"]
+    assert {"uniform", "greedy"} <= set(baselines)
+    assert all(b["size_bytes"] <= 20_000 for b in baselines.values())
+    assert all(summary["search"]["exact_optimum"]["proxy"] <= b["proxy"] + 1e-12 for b in baselines.values())
+    assert summary["search"]["proxy"] == "weighted"
+    assert all(r["end_to_end_divergence"] >= 0 for r in summary["retrained"])
+    report = (folder / "report.md").read_text()
+    assert "| uniform |" in report and "| greedy |" in report and "output divergence, measured" in report
+
+
 def test_exported_file_reloads_with_the_reported_accuracy(tiny_run, model_cache):
     _, folder = tiny_run
     model, meta = artifact.load(folder / "model.hws")
