@@ -16,6 +16,7 @@ masked, and what to do.
 """
 from __future__ import annotations
 
+import time
 import warnings
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -31,6 +32,7 @@ JOURNAL = "study.journal"       # the run folder's own storage
 DATABASES = ("sqlite", "postgresql", "mysql")
 GRACE_BEATS = 3                 # heartbeats a trial may miss before it counts as dead
 CONNECT_TIMEOUT_S = 10
+SCHEMA_ATTEMPTS = 5
 EXAMPLES = "a journal file (runs/studies.journal), sqlite:///studies.db or postgresql://user@host:5432/dbname"
 
 
@@ -86,7 +88,16 @@ def _database(url: str, which: str, heartbeat_s: int | None) -> BaseStorage:
             beat = {} if heartbeat_s is None else {
                 "heartbeat_interval": heartbeat_s, "grace_period": GRACE_BEATS * heartbeat_s,
                 "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRIES)}
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
+            for attempt in range(SCHEMA_ATTEMPTS):
+                try:
+                    storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **beat)
+                    break
+                except sqlalchemy.exc.SQLAlchemyError as exc:
+                    # processes opening a new database together (a run and its workers, started at once) race
+                    # to create Optuna's tables; the losers find them made and open the database again
+                    if attempt == SCHEMA_ATTEMPTS - 1 or not _lost_schema_race(exc):
+                        raise
+                    time.sleep(0.2 * (attempt + 1))
     except ImportError as exc:          # Optuna wraps the driver's ModuleNotFoundError
         missing = getattr(exc.__cause__, "name", None) or getattr(exc, "name", None) or "its database driver"
         driver = {"psycopg": "'psycopg[binary]'", "psycopg2": "psycopg2-binary", "pymysql": "PyMySQL",
@@ -101,6 +112,11 @@ def _database(url: str, which: str, heartbeat_s: int | None) -> BaseStorage:
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise StorageError(f"--storage {masked(url)} failed: {_first_line(exc)}; " + _hint(which)) from None
     return optuna.storages.get_storage(storage)      # Optuna's cache in front of the database, as create_study adds
+
+
+def _lost_schema_race(exc: Exception) -> bool:
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return any(sign in text for sign in ("already exists", "duplicate key", "unique constraint", "database is locked"))
 
 
 def _hint(which: str) -> str:

@@ -18,6 +18,8 @@ import pytest
 from optuna.trial import TrialState
 
 from hwsearch import artifact
+from hwsearch.errors import StorageError
+from hwsearch.storage import open_storage
 from hwsearch.workload import load_workload
 
 TRIALS = 80
@@ -153,8 +155,8 @@ def test_a_run_on_sqlite_killed_mid_study_is_resumed_from_another_folder(cache, 
 
     def complete() -> int:
         try:
-            study = optuna.load_study(study_name="lite", storage=storage)
-        except KeyError:
+            study = optuna.load_study(study_name="lite", storage=open_storage(storage))
+        except (KeyError, StorageError):      # no study yet, or the run is creating the database's tables
             return 0
         return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 

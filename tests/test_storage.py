@@ -43,3 +43,23 @@ def test_a_journal_cut_mid_entry_is_cut_back_to_its_last_whole_entry(tmp_path):
 def test_an_sqlite_storage_opens_with_a_heartbeat(tmp_path):
     storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_s=2)
     assert storage.get_heartbeat_interval() == 2
+
+
+OPEN = "import sys; from hwsearch.storage import open_storage; open_storage(sys.argv[1], heartbeat_s=1)"
+
+
+def open_together(url: str, processes: int = 6) -> list[tuple[int, str]]:
+    """Open one new database from several processes at once, as a run and its workers started together do."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN, url], env=env, stderr=subprocess.PIPE, text=True)
+             for _ in range(processes)]
+    return [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+
+
+def test_processes_opening_a_new_sqlite_database_together_all_succeed(tmp_path):
+    # without a retry, most of them lose the race to create Optuna's tables
+    assert open_together(f"sqlite:///{tmp_path}/new.db") == [(0, "")] * 6

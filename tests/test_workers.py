@@ -123,3 +123,14 @@ def test_three_workers_share_a_study_and_a_worker_killed_mid_trial_loses_nothing
     assert len(rows) == TRIALS + 1
     print(f"\n{TRIALS} trials: {len(complete)} complete, {len(trials) - TRIALS} failed (trial {victim_number} of "
           f"{victim.pid}, killed), per process {summary['search']['workers']}")
+
+
+def test_processes_opening_a_new_postgresql_database_together_all_succeed(postgres_url):
+    import psycopg
+
+    from tests.test_storage import open_together
+
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("CREATE DATABASE fresh")
+    # without a retry, five of six lose the race to create Optuna's tables ("duplicate key value")
+    assert open_together(postgres_url.rsplit("/", 1)[0] + "/fresh") == [(0, "")] * 6
