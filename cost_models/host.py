@@ -27,6 +27,7 @@ from scipy.optimize import least_squares, nnls
 
 from cost_models import make_cost_model, weights_stay_on_chip
 from cost_models.target import Target, parse_target
+from hwsearch.atomic_write import write_text
 from hwsearch.layer_graph import Layer, LayerGraph
 from hwsearch.options import Option
 
@@ -191,9 +192,7 @@ def _fit_int8(target: Target, figures: HostFigures) -> dict[str, float]:
 def write_target(text: str, path: Path) -> Path:
     """Write the target file atomically (a temporary name, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, text)
     return path
 
 

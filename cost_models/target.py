@@ -20,10 +20,10 @@ from __future__ import annotations
 import difflib
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import (BaseModel, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError,
+from pydantic import (AfterValidator, BaseModel, Field, NonNegativeFloat, PositiveFloat, PositiveInt, ValidationError,
                       field_validator, model_validator)
 
 from hwsearch.errors import TargetError
@@ -34,14 +34,47 @@ LoopDim = Literal["B", "G", "K", "C", "OY", "OX", "FY", "FX"]
 Operand = Literal["W", "I", "O"]
 
 
+# No figure of real hardware is this large in the units the keys name (Hz, bytes, bytes per
+# second, pJ, seconds): a number above it is a typo, and would print 300-digit latencies.
+# (Tiny figures are legitimate where a fit drove a term to zero; the clock and the bandwidths
+# have ranges of their own below.)
+LARGEST = 1e15
+
+
+def _figure(value: float | int) -> str:
+    """A number as a message quotes it: 1e+300, 4096, or the size of an integer too large for a float."""
+    try:
+        return f"{float(value):g}"
+    except OverflowError:
+        return f"an integer of {value.bit_length()} bits"
+
+
+def _plausible(low: float, high: float, unit: str):
+    """A float field that must lie in [low, high] `unit`: real hardware, not a typo."""
+    def check(value: float) -> float:
+        if not low <= value <= high:
+            raise ValueError(f"{_figure(value)} {unit} is not a plausible figure: give a number between {low:g} and "
+                             f"{high:g} {unit}")
+        return value
+    return AfterValidator(check)
+
+
+Hertz = Annotated[float, _plausible(1e3, 1e11, "Hz")]                   # 1 kHz .. 100 GHz
+BytesPerSecond = Annotated[float, _plausible(1e3, 1e15, "bytes/s")]    # 1 kB/s .. 1 PB/s
+MemoryBytes = Annotated[int, _plausible(1, 2**40, "bytes")]            # up to 1 TiB per level
+
+
 class _Frozen(BaseModel, extra="forbid", frozen=True):
-    """Every target section: unknown keys are errors, values are immutable and finite."""
+    """Every target section: unknown keys are errors, values are immutable, finite and of a plausible size."""
 
     @field_validator("*", mode="after")
     @classmethod
     def _finite(cls, value):
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError("must be a finite number")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > LARGEST:
+            raise ValueError(f"{_figure(value)} is not a plausible figure in this key's unit: give a number below "
+                             f"{LARGEST:g}")
         return value
 
 
@@ -72,7 +105,7 @@ class Compute(_Frozen):
 
 class MemoryLevel(_Frozen):
     name: str
-    size_bytes: PositiveInt            # per instance
+    size_bytes: MemoryBytes            # per instance
     instances: PositiveInt = 1         # private copies (one per PE, per SM); capacity adds up
     bandwidth_bytes_per_cycle: PositiveFloat   # all instances together, towards the datapath
     read_pj_per_byte: NonNegativeFloat
@@ -86,7 +119,7 @@ class MemoryLevel(_Frozen):
 
 
 class Dram(_Frozen):
-    bandwidth_bytes_per_s: PositiveFloat
+    bandwidth_bytes_per_s: BytesPerSecond
     read_pj_per_byte: PositiveFloat
     write_pj_per_byte: PositiveFloat
 
@@ -135,7 +168,7 @@ class Target(_Frozen):
     kind: Literal["cpu", "gpu", "accelerator"]
     description: str = ""
     runtime: str = ""                  # the software whose kernels the cpu or gpu figures describe
-    clock_hz: PositiveFloat
+    clock_hz: Hertz
     compute: tuple[Compute, ...] = Field(min_length=1)
     memory: tuple[MemoryLevel, ...] = Field(min_length=1)   # innermost first
     dram: Dram
@@ -180,6 +213,9 @@ class Target(_Frozen):
                         u.size for u in path.unroll if u.name in level.private_to):
                     problems.append(f"memory level {level.name}: instances must equal the product of the sizes of "
                                     f"{list(level.private_to)}")
+        if not any(path.max_weight_bits >= 32 for path in self.compute):
+            problems.append("no compute path takes 32-bit (float) weights, which every model's uncompressed layers "
+                            "have: give one compute entry max_weight_bits: 32 (or more)")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -238,14 +274,20 @@ def target_path(name_or_path: str | Path) -> Path:
 
 def load_target(name_or_path: str | Path) -> Target:
     """Load a built-in target by name (`cortex-a76`) or any target YAML by path."""
+    return read_target(name_or_path)[0]
+
+
+def read_target(name_or_path: str | Path) -> tuple[Target, str]:
+    """`load_target`, and the file's text: a run records it, so that resuming it or a worker joining it
+    prices on the same target even if the file changes."""
     path = target_path(name_or_path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise TargetError(f"cannot read target file {path}: {exc.strerror}") from None
+        raise TargetError(f"cannot read target file {path}: {exc.strerror}; check the path") from None
     except UnicodeDecodeError:
         raise TargetError(f"target file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
-    return parse_target(text, source=str(path))
+    return parse_target(text, source=str(path)), text
 
 
 def parse_target(text: str, *, source: str = "<string>") -> Target:
@@ -257,10 +299,26 @@ def parse_target(text: str, *, source: str = "<string>") -> Target:
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise TargetError(f"target file {source} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        raise TargetError(f"target file {source} is empty; write the target's keys (name, kind, clock_hz, compute, "
+                          "memory, dram), e.g. copy targets/cortex-a76.yaml")
     if not isinstance(data, dict):
-        raise TargetError(f"target file {source} must hold a mapping of keys (name, kind, clock_hz, ...)")
+        raise TargetError(f"target file {source} holds a {type(data).__name__}, not a mapping of keys (name, kind, "
+                          "clock_hz, compute, memory, dram); see targets/cortex-a76.yaml")
     try:
         return Target.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'top level'}: {e['msg']}" for e in exc.errors())
-        raise TargetError(f"target file {source} is invalid: {problems}") from None
+        raise TargetError(f"target file {source} is invalid: {_problems(exc.errors())}") from None
+
+
+def _problems(errors: list[dict]) -> str:
+    """Pydantic's errors as `key.path: what is wrong`, one per problem, without the echoes.
+
+    A list whose only item is invalid is also reported "too short" by pydantic: that
+    follows from the item's own error and is dropped.
+    """
+    locs = [tuple(e["loc"]) for e in errors]
+    kept = [e for e in errors if not (e["type"] == "too_short" and any(
+        len(other) > len(e["loc"]) and other[:len(e["loc"])] == tuple(e["loc"]) for other in locs))]
+    return "; ".join(((".".join(map(str, e["loc"])) + ": ") if e["loc"] else "")
+                     + e["msg"].removeprefix("Value error, ") for e in kept)

@@ -82,7 +82,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
@@ -92,6 +91,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from hwsearch.atomic_write import write_text
 from hwsearch.errors import TargetError
 from hwsearch.layer_graph import Layer
 from hwsearch.options import Option
@@ -450,9 +450,7 @@ class ZigZagCostModel(CostModel):
     def _store(self, key: str, result: dict[str, Any]) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**result, "key": key}, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text(path, json.dumps({**result, "key": key}, indent=1))
 
 
 # ---- helpers ----------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import struct
 import zlib
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwsearch.atomic_write import write_bytes
 from hwsearch.compress import (CompressedLayer, Factor, Geometry, decode_layer, encode_layer, factor_shapes,
                                structure_of)
 from hwsearch.compress.channels import prune_channels_
@@ -99,14 +99,14 @@ def save(model: nn.Module, path: str | Path, *, model_spec: dict, layer_names: l
         chunks.append(encode_layer(layer))
     body = b"".join(chunks)
     data = body + _CRC.pack(zlib.crc32(body))
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)                    # never leave a half-written file under the final name
-    return len(data)
+    return write_bytes(path, data)           # never a half-written file under the final name
 
 
 # ---- decoding -------------------------------------------------------------------------------------
+
+def _model_name(spec: dict) -> str:
+    return spec.get("name") or spec.get("builder", "?")
+
 
 def rebuild(spec: dict) -> nn.Module:
     """The architecture a file records: a built-in by name, or the user's builder (its weights are replaced),
@@ -130,7 +130,7 @@ def load(path: str | Path) -> tuple[nn.Module, dict]:
         raise ArtifactError(f"{path} is not an hwsearch compressed file (bad magic); pass a file written by hwsearch")
     body, (crc,) = data[:-_CRC.size], _CRC.unpack(data[-_CRC.size:])
     if zlib.crc32(body) != crc:
-        raise ArtifactError(f"{path} is corrupt (checksum mismatch); export it again")
+        raise ArtifactError(f"{path} is corrupt or truncated (checksum mismatch); export it again")
     reader = Reader(body, path)
     _, version, meta_len = _HEADER.unpack(reader.take(_HEADER.size))
     if version not in (1, VERSION):
@@ -148,7 +148,7 @@ def load(path: str | Path) -> tuple[nn.Module, dict]:
     own = tuple(f"{name}." for name in meta["layers"])
     stray = sorted(k for k in missing if not k.startswith(own))
     if unexpected or stray:
-        raise ArtifactError(f"{path} does not match model {meta['model']}: missing {stray[:3]}, "
+        raise ArtifactError(f"{path} does not match the model it names ({_model_name(meta['model'])}): missing {stray[:3]}, "
                             f"unexpected {sorted(unexpected)[:3]}")
     for name in meta["layers"]:
         module = model.get_submodule(name)

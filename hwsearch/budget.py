@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 
 from hwsearch.errors import BudgetError
@@ -21,36 +22,57 @@ UNITS = {
 }
 SECONDS = {"S": 1.0, "MS": 1e-3, "US": 1e-6, "ΜS": 1e-6, "NS": 1e-9}      # ΜS: "µs" upper-cased
 JOULES = {"J": 1.0, "MJ": 1e-3, "UJ": 1e-6, "ΜJ": 1e-6, "NJ": 1e-9}
-_NUMBER = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-zµ]*)\s*$", re.ASCII)
+_NUMBER = re.compile(r"^\s*([-+]?)([0-9]+(?:\.[0-9]+)?)\s*([A-Za-zµ]*)\s*$", re.ASCII)
+
+
+def _shown(text: str, limit: int = 32) -> str:
+    """The input as a message quotes it: whole if short, else its start and its length."""
+    return repr(text) if len(text) <= limit else f"'{text[:limit]}...' ({len(text)} characters)"
+
+
+def _ascii_digits(text: str) -> str | None:
+    """`２０KB` -> `20KB`: the text with other scripts' digits made ASCII, or None if it has none."""
+    if not any(ch.isdecimal() and not ch.isascii() for ch in text):
+        return None
+    return "".join(str(unicodedata.decimal(ch)) if ch.isdecimal() and not ch.isascii() else ch for ch in text)
+
+
+def _match(text: str, flag: str) -> re.Match | None:
+    ascii_form = _ascii_digits(text)
+    if ascii_form is not None:
+        raise BudgetError(f"{flag} {_shown(text)} has digits that are not ASCII 0-9: write it as {_shown(ascii_form)}")
+    return _NUMBER.match(text)
 
 
 def parse_size(text: str) -> int:
     """Parse a size budget into bytes: `10MB`, `10MiB`, `500KB`, `1.5GB`, `10000000`."""
-    match = _NUMBER.match(text)
-    unit = match.group(2).upper() if match else None
+    match = _match(text, "budget")
+    unit = match.group(3).upper() if match else None
     if match is None or unit not in UNITS:
         raise BudgetError(
-            f"budget {text!r} is not a size: write a number with an optional unit "
+            f"budget {_shown(text)} is not a size: write a number with an optional unit "
             "B, KB, MB, GB (powers of 10) or KiB, MiB, GiB (powers of 2), e.g. 10MB or 500KB")
-    value = float(match.group(1)) * UNITS[unit]
+    if match.group(1) == "-":
+        raise BudgetError(f"budget {_shown(text)} is negative: it must be a positive size, e.g. 10MB")
+    value = float(match.group(2)) * UNITS[unit]
     if not math.isfinite(value) or value > 10**15:
-        raise BudgetError(f"budget {text!r} is larger than any file hwsearch writes (1 PB): give a real size, "
+        raise BudgetError(f"budget {_shown(text)} is larger than any file hwsearch writes (1 PB): give a real size, "
                           "e.g. 10MB")
     size = int(value)
     if size <= 0:
-        raise BudgetError(f"budget {text!r} is {size} bytes: it must be a positive size, e.g. 10MB")
+        raise BudgetError(f"budget {_shown(text)} is {size} bytes: it must be a positive size, e.g. 10MB")
     return size
 
 
 def _parse_quantity(text: str, units: dict[str, float], flag: str, names: str, example: str) -> float:
-    match = _NUMBER.match(text)
-    unit = match.group(2).upper() if match else None
+    match = _match(text, flag)
+    unit = match.group(3).upper() if match else None
     if match is None or unit not in units:
-        what = "latency" if flag == "--latency" else "energy"
-        raise BudgetError(f"{flag} {text!r} is not a {what}: write a number with a unit ({names}), e.g. {example}")
-    value = float(match.group(1)) * units[unit]
-    if not math.isfinite(value) or value <= 0:
-        raise BudgetError(f"{flag} {text!r} must be a positive amount, e.g. {example}")
+        what = "a latency" if flag == "--latency" else "an energy"
+        raise BudgetError(f"{flag} {_shown(text)} is not {what}: write a number with a unit ({names}), e.g. {example}")
+    value = float(match.group(2)) * units[unit]
+    if match.group(1) == "-" or not math.isfinite(value) or value <= 0:
+        raise BudgetError(f"{flag} {_shown(text)} must be a positive amount, e.g. {example}")
     return value
 
 

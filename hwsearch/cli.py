@@ -1,5 +1,9 @@
 """`hwsearch --target cortex-a76 --budget 10MB`: search, retrain, export, report.
 
+    hwsearch --resume RUN                                    continue an interrupted run
+    hwsearch worker --storage URL --study NAME               evaluate trials of a run's shared study
+    hwsearch inspect results/RUN/model.hws                   what a compressed file holds
+
 Other commands, on the cost side:
 
     hwsearch targets                                         the built-in targets, one line each
@@ -7,33 +11,41 @@ Other commands, on the cost side:
     hwsearch validate --target host                          predicted against measured or published
     hwsearch calibrate host                                  measure this machine into targets/host.yaml
 
-Bad input ends with one line on stderr (what is wrong and how to fix it) and exit 2.
+Bad input ends with one line on stderr (what is wrong and how to fix it) and exit 2; a bug
+in hwsearch with one line and exit 1. `--debug`, anywhere on the line, adds the traceback.
+Ctrl-C or SIGTERM, at any moment from start-up on, ends with one line and 130 or 143.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import signal
 import sys
+import traceback
 
+from hwsearch.arguments import Parser
 from hwsearch.budget import Budgets
 from hwsearch.config import RunConfig
-from hwsearch.errors import HwsearchError
+from hwsearch.errors import HwsearchError, UsageError
 
+EXIT_BUG = 1            # an error hwsearch did not foresee: a bug, reported in one line (--debug: the traceback)
 EXIT_USAGE = 2
 EXIT_FLOOR = 3          # the run finished and wrote its folder, but no candidate kept enough accuracy
 
 
-def _parser() -> argparse.ArgumentParser:
+MAX_SEED = 2**32 - 1    # Optuna's samplers take seeds 0 .. 2^32 - 1
+RESUME_OPTIONS = ("--resume", "--results", "--cache-dir", "--quiet")
+
+
+def _parser() -> Parser:
     d = RunConfig()
-    p = argparse.ArgumentParser(
-        prog="hwsearch", allow_abbrev=False,
+    p = Parser(
+        prog="hwsearch",
         description="Find the per-layer compression (rank, sparsity, bits) that keeps the most accuracy "
                     "within file-size, latency and energy budgets on a hardware target, confirm it by retraining "
                     "and export it.",
         epilog="Sizes: B, KB, MB, GB are powers of 10 (10MB = 10,000,000 bytes); KiB, MiB, GiB are powers "
                "of 2 (10MiB = 10,485,760 bytes); a bare number is bytes. The exported file is at most the budget. "
-               "Other commands: hwsearch targets | cost | validate | calibrate (each with --help).")
+               "Other commands: hwsearch worker | inspect | targets | cost | validate | calibrate (each with --help).")
     p.add_argument("--target", default=d.target, help=f"built-in target name or path to a target YAML (default {d.target})")
     p.add_argument("--budget", default=None,
                    help="size budget of the exported file, e.g. 10MB, 10MiB, 500KB, 10000000")
@@ -75,96 +87,145 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier", choices=["gap"], default=None,
                    help="first replace the fully connected classifier after the last conv by global average pooling "
                         "and one linear layer, and retrain (Hsiao 2017)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of the search and the fine-tuning, 0 to {MAX_SEED} "
+                   "(default 0): the same inputs and seed give the same file, byte for byte")
     p.add_argument("--results", default=d.results_dir, help=f"folder for run folders (default {d.results_dir}/)")
     p.add_argument("--cache-dir", default=None, help="trained-model cache (default $HWSEARCH_CACHE or ~/.cache/hwsearch)")
     p.add_argument("--run-id", default=None, help="name of the run folder (default <target>-<budget>-<model>-<UTC time>)")
+    p.add_argument("--storage", default=None,
+                   help="where the study lives: a journal file path, sqlite:///path.db or postgresql://user@host/db "
+                        "(default: study.journal in the run folder); `hwsearch worker` processes can join a database one")
+    p.add_argument("--heartbeat", type=int, default=d.heartbeat_s,
+                   help=f"database storages: seconds between a running trial's heartbeats; a trial silent for three "
+                        f"is marked failed and retried (default {d.heartbeat_s})")
+    p.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue an interrupted run (its id, or its results/.<id>.partial folder) with the settings "
+                        "it started with; only --results, --cache-dir and --quiet go with it")
     p.add_argument("--quiet", action="store_true", help="no progress bars; print the summary only")
+    p.add_argument("--debug", action="store_true", help="show the traceback of any error (anywhere on the line)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in COMMANDS:
-        return _run_command(COMMANDS[argv[0]], argv[1:])
-    return _search(argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    received: list[int] = []
+
+    def interrupt(signum, frame):
+        # Ctrl-C and SIGTERM alike, from the first line on: unwind, so that the run folder is cleaned or kept
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if argv and argv[0] in COMMANDS:
+            return COMMANDS[argv[0]](argv[1:])
+        return _search(argv)
+    except SystemExit:
+        raise
+    except BaseException as exc:
+        return _report(exc, received, debug)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _report(exc: BaseException, received: list[int], debug: bool) -> int:
+    """One line on stderr for anything that ends a command early; the exit code says which kind."""
+    from hwsearch.run_folder import RunKept
+
+    if debug:
+        traceback.print_exception(exc)
+    kept = exc if isinstance(exc, RunKept) else None
+    cause = exc.__cause__ if kept is not None and exc.__cause__ is not None else exc
+    keep = (f"; {kept.finished} finished trial{'s' * (kept.finished != 1)} kept: hwsearch --resume {kept.path} "
+            "continues the run") if kept else ""
+    if received or isinstance(cause, KeyboardInterrupt):
+        print("hwsearch: interrupted" + (keep or "; no results were written"), file=sys.stderr)
+        return 128 + (received[0] if received else signal.SIGINT)
+    if isinstance(cause, HwsearchError):
+        print(f"hwsearch: error: {cause}{keep}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(cause, BrokenPipeError):     # `hwsearch inspect ... | head`: the reader has all it wanted
+        sys.stdout = None
+        return 0
+    if isinstance(cause, OSError):   # an unwritable --results or --cache-dir, a full disk: not a bug
+        where = f": {cause.filename}" if cause.filename else ""
+        print(f"hwsearch: error: {cause.strerror or cause}{where}; check that the folder exists, is writable and has "
+              f"space (--results, --cache-dir){keep}", file=sys.stderr)
+        return EXIT_USAGE
+    text = str(cause).strip().splitlines()
+    print(f"hwsearch: internal error: {type(cause).__name__}{': ' + text[0] if text else ''}{keep}; this is a bug in "
+          "hwsearch: run again with --debug for the traceback and report it", file=sys.stderr)
+    return EXIT_BUG
 
 
 def _search(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.resume is not None:
+        extra = sorted({a.split("=")[0] for a in argv if a.startswith("--")} - set(RESUME_OPTIONS))
+        if extra:
+            raise UsageError(f"--resume continues a run with the settings it started with: {', '.join(extra)} cannot "
+                             f"go with it (only {', '.join(RESUME_OPTIONS[1:])})")
+        return _searched(args, lambda pipeline, progress: pipeline.resume(
+            args.resume, results_dir=args.results, cache_dir=args.cache_dir, progress=progress))
     for flag, value, low in (("--trials", args.trials, 1), ("--top-k", args.top_k, 1),
-                             ("--finetune-epochs", args.finetune_epochs, 0), ("--calibration", args.calibration, 1)):
+                             ("--finetune-epochs", args.finetune_epochs, 0), ("--calibration", args.calibration, 1),
+                             ("--seed", args.seed, 0), ("--heartbeat", args.heartbeat, 1)):
         if value < low:
-            print(f"hwsearch: error: {flag} must be at least {low}, got {value}", file=sys.stderr)
-            return EXIT_USAGE
+            raise UsageError(f"{flag} must be at least {low}, got {value}")
+    if args.seed > MAX_SEED:
+        raise UsageError(f"--seed must be between 0 and {MAX_SEED} (the range Optuna's samplers take), got {args.seed}")
     if args.budget is None and args.latency is None and args.energy is None:
-        print("hwsearch: error: no budget given: pass --budget (e.g. 10MB), --latency (e.g. 5ms) or --energy "
-              "(e.g. 2mJ), or several", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("no budget given: pass --budget (e.g. 10MB), --latency (e.g. 5ms) or --energy (e.g. 2mJ), "
+                         "or several")
     if not 0 <= args.max_accuracy_drop <= 100:
-        print(f"hwsearch: error: --max-accuracy-drop is in points between 0 and 100, got {args.max_accuracy_drop:g}",
-              file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"--max-accuracy-drop is in points between 0 and 100, got {args.max_accuracy_drop:g}")
     user_model = ":" in args.model
     if user_model != (args.data is not None):
-        print("hwsearch: error: " + ("--model package.module:function needs --data (a function returning train, val "
-                                     "and test) to evaluate and fine-tune it" if user_model else
-                                     f"--data goes with your own --model (package.module:function); the built-in "
-                                     f"{args.model} is trained on digits"), file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("--model package.module:function needs --data (a function returning train, val and test) to "
+                         "evaluate and fine-tune it" if user_model else
+                         f"--data goes with your own --model (package.module:function); the built-in {args.model} is "
+                         "trained on digits")
     if not user_model and (args.eval or args.loss or args.input):
-        print("hwsearch: error: --input, --eval and --loss go with your own --model and --data", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        Budgets.parse(size=args.budget, latency=args.latency, energy=args.energy)   # fail fast, before heavy imports
-        if args.input:
-            from hwsearch.cost_report import parse_input
-            parse_input(args.input)
-    except HwsearchError as exc:
-        print(f"hwsearch: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    import optuna
-
-    from hwsearch.pipeline import run
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)   # failed trials are reported by hwsearch
+        raise UsageError("--input, --eval and --loss go with your own --model and --data")
+    Budgets.parse(size=args.budget, latency=args.latency, energy=args.energy)   # fail fast, before heavy imports
+    if args.input:
+        from hwsearch.cost_report import parse_input
+        parse_input(args.input)
+    if args.run_id is not None:
+        from hwsearch.run_folder import check_run_id
+        check_run_id(args.run_id)
+    if args.storage is not None:
+        from hwsearch.storage import kind
+        kind(args.storage)
     config = RunConfig(target=args.target, budget=args.budget, latency=args.latency, energy=args.energy,
                        objectives=args.objectives, sampler=args.sampler, proxy=args.proxy, max_accuracy_drop=args.max_accuracy_drop,
                        model=args.model, data=args.data, input=args.input, eval=args.eval, loss=args.loss,
                        trials=args.trials,
                        top_k=args.top_k, finetune_epochs=args.finetune_epochs, calibration_size=args.calibration,
-                       grid=args.grid, structured=args.structured, classifier=args.classifier, seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id)
-    received: list[int] = []
+                       grid=args.grid, structured=args.structured, classifier=args.classifier,
+                       seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id,
+                       storage=args.storage, heartbeat_s=args.heartbeat)
+    return _searched(args, lambda pipeline, progress: pipeline.run(config, progress))
 
-    def interrupt(signum, frame):
-        # Ctrl-C and SIGTERM alike: unwind, so that run() removes the partial results folder.
-        received.append(signum)
-        raise KeyboardInterrupt
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, interrupt)
+def _searched(args, start) -> int:
+    """Run (or resume) the search with progress bars; print the summary; exit 3 below the accuracy floor."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    import optuna
+
+    from hwsearch import pipeline
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)   # failed trials are reported by hwsearch
     console = Console(stderr=True, quiet=args.quiet)
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, transient=True, disable=args.quiet or not console.is_terminal)  # bars only where they redraw
-    try:
-        with progress:
-            summary, folder = run(config, progress)
-    except BaseException as exc:
-        if received:   # a signal can surface as any exception when it lands inside a library call
-            print("hwsearch: interrupted; no results were written", file=sys.stderr)
-            return 128 + received[0]
-        if isinstance(exc, HwsearchError):
-            print(f"hwsearch: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        if isinstance(exc, OSError):   # unwritable --results or --cache-dir, a full disk: not a bug
-            where = f": {exc.filename}" if exc.filename else ""
-            print(f"hwsearch: error: {exc.strerror or exc}{where}; check that the folder exists, is writable "
-                  "and has space (--results, --cache-dir)", file=sys.stderr)
-            return EXIT_USAGE
-        raise
+    with progress:
+        summary, folder = start(pipeline, progress)
     _print_summary(summary, folder)
     floor = summary["accuracy_floor"]
     if not floor["met"]:
@@ -203,23 +264,10 @@ def _si(value: float, unit: str) -> str:
     return f"{value:.3g} {unit}"
 
 
-# ---- commands on the cost side --------------------------------------------------------------------
-
-def _run_command(command, argv: list[str]) -> int:
-    """Run one command; a user's mistake is one line on stderr and exit 2, Ctrl-C one line and 130."""
-    try:
-        return command(argv)
-    except HwsearchError as exc:
-        print(f"hwsearch: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("hwsearch: interrupted", file=sys.stderr)
-        return 130
-
+# ---- other commands --------------------------------------------------------------------
 
 def _targets(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="hwsearch targets", allow_abbrev=False,
-                                description="List the built-in targets, one line each.")
+    p = Parser(prog="hwsearch targets", description="List the built-in targets, one line each.")
     p.parse_args(argv)
     from cost_models import available_targets, load_target
 
@@ -244,8 +292,8 @@ def _bytes(n: int) -> str:
 
 
 def _cost(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="hwsearch cost", allow_abbrev=False,
+    p = Parser(
+        prog="hwsearch cost",
         description="Price every layer of a model on a target: MACs, bytes at each memory level, latency, "
                     "energy and what bounds it.")
     p.add_argument("--model", required=True,
@@ -278,8 +326,8 @@ def _cost(argv: list[str]) -> int:
 
 
 def _validate(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="hwsearch validate", allow_abbrev=False,
+    p = Parser(
+        prog="hwsearch validate",
         description="How far to trust a target's cost model. host targets: compressed variants of several models "
                     "timed on this machine with the target's runtime; phone, embedded and datacenter targets: the "
                     "published latencies their kernel figures were fitted on and held-out ones; accelerators: "
@@ -308,8 +356,8 @@ def _validate(argv: list[str]) -> int:
 
 
 def _calibrate(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="hwsearch calibrate", allow_abbrev=False,
+    p = Parser(
+        prog="hwsearch calibrate",
         description="Measure this machine's CPU with micro-benchmarks and write it as a target file: cache sizes, "
                     "bandwidth per level, peak MAC rates, fixed costs, and kernel efficiencies fitted on ~24 single "
                     "layers (about half a minute, one core).")
@@ -347,7 +395,64 @@ def _calibrate(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"targets": _targets, "cost": _cost, "validate": _validate, "calibrate": _calibrate}
+def _worker(argv: list[str]) -> int:
+    p = Parser(
+        prog="hwsearch worker",
+        description="Evaluate trials of a run's study in a database storage, beside the run that created it and "
+                    "any other workers, until its queue is empty; that run retrains and exports. The tables are "
+                    "rebuilt here from the study's recorded settings and this machine's caches.")
+    p.add_argument("--storage", required=True, help="the run's --storage: sqlite:///path.db or postgresql://user@host/db")
+    p.add_argument("--study", required=True, help="the study's name: the run's --run-id")
+    p.add_argument("--cache-dir", default=None, help="trained-model cache (default $HWSEARCH_CACHE or ~/.cache/hwsearch)")
+    p.add_argument("--wait", type=float, default=600.0,
+                   help="seconds to wait for the run to create the study and issue its trials (default 600)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    if args.wait < 0:
+        raise UsageError(f"--wait must be at least 0 seconds, got {args.wait:g}")
+    from rich.console import Console
+    from rich.progress import Progress
+
+    import optuna
+
+    from hwsearch.worker import work
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    console = Console(stderr=True, quiet=args.quiet)
+    with Progress(console=console, transient=True, disable=args.quiet or not console.is_terminal) as progress:
+        done = work(storage_url=args.storage, study_name=args.study, cache_dir=args.cache_dir, wait_s=args.wait,
+                    progress=progress)
+    print(f"hwsearch worker {done['worker']}: evaluated {done['ran']} trials of study {args.study} "
+          f"({done['complete']} of {done['trials']} complete, {done['failed']} failed)")
+    return 0
+
+
+def _inspect(argv: list[str]) -> int:
+    p = Parser(prog="hwsearch inspect",
+               description="Read a compressed file (model.hws) back, check it whole, and list each layer's option "
+                           "and bytes.")
+    p.add_argument("file", help="a compressed file written by hwsearch, e.g. results/<run>/model.hws")
+    p.add_argument("--json", action="store_true", help="print JSON: {model, bytes, layers: [...]}")
+    args = p.parse_args(argv)
+    from pathlib import Path
+
+    from hwsearch import artifact
+
+    model, meta = artifact.load(args.file)
+    layers = [{"layer": name, "option": model.get_submodule(name).option.label} for name in meta["layers"]]
+    size = Path(args.file).stat().st_size
+    described = meta["model"].get("name") or meta["model"].get("builder")
+    if args.json:
+        print(json.dumps({"model": meta["model"], "bytes": size, "layers": layers}, indent=1))
+        return 0
+    print(f"{args.file}: {described}, {size:,} bytes, {len(layers)} compressed layers; checksum OK, reloads")
+    for row in layers:
+        print(f"  {row['layer']:32s} {row['option']}")
+    return 0
+
+
+COMMANDS = {"worker": _worker, "inspect": _inspect, "targets": _targets, "cost": _cost, "validate": _validate,
+            "calibrate": _calibrate}
 
 
 if __name__ == "__main__":

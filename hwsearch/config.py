@@ -36,4 +36,6 @@ class RunConfig:
     seed: int = 0
     results_dir: str = "results"
     cache_dir: str | None = None    # trained-model cache; None: $HWSEARCH_CACHE or ~/.cache/hwsearch
-    run_id: str | None = None       # None: <target>-<budget>-<model>-<UTC time>
+    run_id: str | None = None       # None: <target>-<budget>-<model>-<UTC time>; also the study's name
+    storage: str | None = None      # Optuna storage URL; None: study.journal in the run folder
+    heartbeat_s: int = 10           # database storages: a trial silent for 3 beats is failed and retried

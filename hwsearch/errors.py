@@ -34,3 +34,15 @@ class DataError(HwsearchError):
 
 class OptionError(HwsearchError, ValueError):
     """A compression option (or plan) that breaks a rule, or one a layer cannot take."""
+
+
+class UsageError(HwsearchError):
+    """A command line argparse cannot read: an unknown option, a missing value."""
+
+
+class StorageError(HwsearchError):
+    """A --storage URL that names no storage, or one that cannot be opened or reached."""
+
+
+class RunError(HwsearchError):
+    """A run folder that cannot be created or resumed: taken, in progress, finished, or not a run."""

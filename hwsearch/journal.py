@@ -18,6 +18,7 @@ from typing import Any
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.storages.journal._file import get_lock_file
 from optuna.storages.journal._storage import JournalOperation
+from optuna.trial import TrialState
 
 _SYNCED = {JournalOperation.CREATE_STUDY, JournalOperation.DELETE_STUDY, JournalOperation.SET_TRIAL_STATE_VALUES,
            JournalOperation.DISCARD_TRIALS}
@@ -35,5 +36,13 @@ class TrialSyncedJournal(JournalFileBackend):
             with open(self._file_path, "ab") as f:
                 f.write(text.encode("utf-8"))
                 f.flush()
-                if any(log.get("op_code") in _SYNCED for log in logs):
+                if any(_changes_state(log) for log in logs):
                     os.fsync(f.fileno())
+
+
+def _changes_state(log: dict[str, Any]) -> bool:
+    """An entry worth an fsync: a study created or deleted, a trial finished. A trial claimed (set
+    RUNNING) is not: lost with the machine, it is waiting again, and is claimed again."""
+    if log.get("op_code") not in _SYNCED:
+        return False
+    return log["op_code"] != JournalOperation.SET_TRIAL_STATE_VALUES or TrialState(log["state"]).is_finished()

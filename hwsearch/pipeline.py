@@ -1,73 +1,226 @@
 """One run, stage by stage: workload -> layer graph -> options -> proxy and cost tables
--> study -> retraining -> artifact and results. The CLI is a thin shell around `run`.
+-> study -> retraining -> artifact and results. The CLI is a thin shell around `run`
+and `resume` (and `worker.work`, which joins another run's study).
 
-Results are written to `results/.<run-id>.partial` and renamed to `results/<run-id>`
-only when everything succeeded, so a failed run leaves no half-written folder.
+Results are written to `results/.<run-id>.partial` (see run_folder) and renamed to
+`results/<run-id>` only when everything succeeded. A run that fails before any trial
+finished leaves no folder; one that stops later (Ctrl-C, SIGKILL, an error) keeps its
+folder and its finished trials, and `resume` continues it: the tables come back from the
+caches, the trials it left running are evaluated again under their own numbers, the rest
+of the queue runs, then retraining and export, so it ends where an uninterrupted run ends.
 """
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import optuna
 import torch
+from optuna.trial import TrialState
 
-from cost_models import load_target, make_cost_model
-from hwsearch import artifact, results
+from cost_models import Target, make_cost_model
+from cost_models.target import parse_target, read_target
+from hwsearch import artifact, results, storage as storages
+from hwsearch.atomic_write import write_text
 from hwsearch.baselines import baseline_plans
 from hwsearch.budget import Budgets
 from hwsearch.config import RunConfig
-from hwsearch.cost_table import build_cost_table
-from hwsearch.errors import HwsearchError
+from hwsearch.cost_table import CostTable, build_cost_table
+from hwsearch.errors import RunError
 from hwsearch.knapsack import smallest_for_score
-from hwsearch.layer_graph import LayerGraph
-from hwsearch.options import layer_options
-from hwsearch.proxy import PlanScorer, cached_proxy_table
-from hwsearch.retrain import retrain
-from hwsearch.study import OBJECTIVES, Candidate, SearchConfig, pareto_front, run_study, search_space, top_feasible
 from hwsearch.compress.classifier import replace_classifier, with_transform
+from hwsearch.layer_graph import Layer, LayerGraph
+from hwsearch.options import Option, layer_options
+from hwsearch.proxy import PlanScorer, ProxyTable, cached_proxy_table
+from hwsearch.retrain import retrain
+from hwsearch.run_folder import MAX_ID, RECORD, RunFolder, RunKept, check_run_id, interrupted_runs
+from hwsearch.study import OBJECTIVES, Candidate, SearchConfig, pareto_front, run_study, search_space, top_feasible
 from hwsearch.training import TrainConfig, train
 from hwsearch.units import baseline_index, merge_units, search_units
-from hwsearch.workload import default_cache_dir, load_workload
+from hwsearch.workload import Workload, load_workload, usable_cache_dir
+
+RECORD_VERSION = 1
 
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+def run(config: RunConfig, progress=None, *, prepared: Prepared | None = None,
+        target: Target | None = None, target_text: str | None = None) -> tuple[dict, Path]:
+    """Run the whole pipeline in a new run folder; returns the summary and the results folder.
 
-
-def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
-    """Run the whole pipeline; returns the summary and the results folder."""
-    budgets = Budgets.parse(size=config.budget, latency=config.latency, energy=config.energy)   # fail before work
-    search = SearchConfig(budgets, objectives=tuple(config.objectives.split(",")), sampler=config.sampler,
-                          trials=config.trials, seed=config.seed)
-    target = load_target(config.target)
-    if config.run_id is not None and not _SAFE_NAME.fullmatch(config.run_id):
-        raise HwsearchError(f"--run-id {config.run_id!r} is not a plain folder name: use letters, digits, '.', '_' "
-                            "and '-' only, not starting with '.'")
-    stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    run_id = config.run_id or re.sub(r"[^A-Za-z0-9._-]", "", f"{target.name}-{budgets.label()}-{model_label(config.model)}-{stamp}")
-    final_dir = Path(config.results_dir) / run_id
-    if final_dir.exists():
-        raise HwsearchError(f"results folder {final_dir} already exists; pass another --run-id or remove it")
-    work_dir = final_dir.with_name(f".{run_id}.partial")
-    shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True)
+    `prepared` (from `prepare`, same model, data and calibration) skips the stages that do not
+    depend on the hardware; `target` (with its YAML text) replaces reading `config.target`: a
+    variant built in memory by a co-design sweep.
+    """
+    search = search_config(config)                 # bad input fails here, before any work
+    if target is None:
+        target, target_text = read_target(config.target)
+    elif target_text is None:
+        raise ValueError("a target given in memory needs its YAML text (the run records it for --resume)")
+    usable_cache_dir(config.cache_dir)
+    storages.kind(config.storage)
+    if config.run_id is not None:
+        check_run_id(config.run_id)
+    run_id = config.run_id or default_run_id(target.name, search.budgets, config.model)
+    folder = RunFolder.create(Path(config.results_dir), run_id, exact=config.run_id is not None)
     try:
-        summary = _run_stages(config, target, search, run_id, work_dir, progress)
-        work_dir.rename(final_dir)
+        storage = storages.open_storage(config.storage, run_folder=folder.path, heartbeat_s=config.heartbeat_s)
+        if config.storage is not None and study_exists(storage, folder.run_id):
+            raise RunError(f"a study named {folder.run_id} is already in --storage {storages.masked(config.storage)}: "
+                           "pass another --run-id (or continue that run with hwsearch --resume)")
+        folder.write_record({"version": RECORD_VERSION, "run_id": folder.run_id,
+                             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                             # absolute paths: --resume and workers may start in another folder
+                             "config": asdict(with_absolute_paths(config)), "target_yaml": target_text,
+                             "workers": []})
+        folder.add_worker()
     except BaseException:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        folder.discard()
         raise
-    return summary, final_dir
+    stopped = [p.name for p in interrupted_runs(Path(config.results_dir))]
+    if stopped:
+        say_to(progress)(f"note: {len(stopped)} interrupted run(s) in {config.results_dir}/ ({', '.join(stopped[:3])}"
+                       f"{', ...' if len(stopped) > 3 else ''}): hwsearch --resume <run-id> continues one")
+    return _in_folder(folder, config, target, search, storage, None, progress, prepared)
 
 
-def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progress) -> dict:
+def resume(run_or_folder: str, *, results_dir: str = "results", cache_dir: str | None = None,
+           progress=None) -> tuple[dict, Path]:
+    """Continue an interrupted run (its id, or its `.<id>.partial` folder) with the settings it started with."""
+    folder = RunFolder.resume(Path(results_dir), run_or_folder)
+    try:
+        record = folder.record
+        config = config_from_record(record)
+        if cache_dir is not None:
+            config = replace(config, cache_dir=cache_dir)
+        target = parse_target(record["target_yaml"], source=f"(the target recorded in {folder.path / RECORD})")
+        search = search_config(config)
+        usable_cache_dir(config.cache_dir)
+        previous = set(record.get("workers", []))
+        folder.add_worker()
+        if config.storage is None:
+            storages.repair_journal(folder.path / storages.JOURNAL)
+        storage = storages.open_storage(config.storage, run_folder=folder.path, heartbeat_s=config.heartbeat_s)
+    except BaseException:
+        folder.release()
+        raise
+    return _in_folder(folder, config, target, search, storage, previous, progress)
+
+
+def with_absolute_paths(config: RunConfig) -> RunConfig:
+    """The config with the user's .py files, the cache folder and a file storage as absolute paths."""
+    def absolute(spec: str | None) -> str | None:
+        where, sep, function = (spec or "").rpartition(":")
+        return f"{Path(where).resolve()}:{function}" if sep and where.endswith(".py") else spec
+
+    storage = config.storage
+    if storage is not None and storages.kind(storage) == "journal":
+        storage = str(Path(storage).resolve())
+    elif storage is not None and storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
+        storage = f"sqlite:///{Path(storage.removeprefix('sqlite:///')).resolve()}"
+    return replace(config, model=absolute(config.model), data=absolute(config.data), eval=absolute(config.eval),
+                   loss=absolute(config.loss), storage=storage,
+                   cache_dir=str(Path(config.cache_dir).resolve()) if config.cache_dir else None)
+
+
+def config_from_record(record: dict) -> RunConfig:
+    """The RunConfig a run recorded (settings added to RunConfig since then keep their defaults)."""
+    known = {f.name for f in fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in record["config"].items() if k in known})
+
+
+def search_config(config: RunConfig) -> SearchConfig:
+    budgets = Budgets.parse(size=config.budget, latency=config.latency, energy=config.energy)
+    return SearchConfig(budgets, objectives=tuple(config.objectives.split(",")), sampler=config.sampler,
+                        trials=config.trials, seed=config.seed)
+
+
+def default_run_id(target: str, budgets: Budgets, model: str) -> str:
+    """<target>-<budgets>-<model>-<UTC time>, cut to a folder name of at most MAX_ID characters."""
+    stamp = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    head = re.sub(r"[^A-Za-z0-9._-]", "", f"{target}-{budgets.label()}-{model_label(model)}").lstrip(".")
+    return f"{head[:MAX_ID - len(stamp) - 6]}-{stamp}"      # room for a -2, -3 suffix
+
+
+def _in_folder(folder: RunFolder, config: RunConfig, target, search: SearchConfig, storage,
+               previous: set[str] | None, progress, prepared: Prepared | None = None) -> tuple[dict, Path]:
+    try:
+        summary = _run_stages(config, target, search, folder, storage, previous, progress, prepared)
+        final = folder.finish()
+    except BaseException as exc:
+        finished = _finished_trials(storage, folder.run_id)
+        if finished or previous is not None:          # trials worth keeping, or a folder that was there before
+            folder.release()
+            raise RunKept(folder.path, finished) from exc
+        if config.storage is not None:
+            _forget_study(storage, folder.run_id)
+        folder.discard()
+        raise
+    return summary, final
+
+
+def study_exists(storage, name: str) -> bool:
+    return any(s.study_name == name for s in optuna.get_all_study_summaries(storage, include_best_trial=False))
+
+
+def _finished_trials(storage, name: str) -> int:
+    try:
+        study = optuna.load_study(study_name=name, storage=storage)
+        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    except Exception:            # no study yet, or the storage is what failed
+        return 0
+
+
+def _forget_study(storage, name: str) -> None:
+    try:
+        optuna.delete_study(study_name=name, storage=storage)
+    except Exception:            # never created, or the database is gone: nothing to clean
+        pass
+
+
+def say_to(progress):
     def say(message: str) -> None:
         if progress:
             progress.console.print(message, soft_wrap=True, markup=False, highlight=False)
+    return say
+
+
+@dataclass
+class Prepared:
+    """What a run needs that does not depend on the hardware: the trained model (its classifier
+    replaced when asked) and its data, the layer graph, the options and the proxy table. Built
+    once by `prepare`; a co-design sweep or a nightly matrix passes it to every `run` on the
+    same model instead of rebuilding it."""
+    key: tuple                        # the config fields it depends on (prepare_key)
+    workload: Workload
+    graph: LayerGraph
+    layers: list[Layer]
+    options: dict[str, list[Option]]
+    fixed_bytes: int                  # the file's bytes outside the compressible layers
+    proxy: ProxyTable                 # scored as config.proxy says
+    calibration: torch.Tensor
+    proxy_source: str                 # "computed" or "from cache" (the disk cache)
+    replaced: dict | None             # the classifier replacement's report, if any
+    timings_s: dict[str, float]       # workload, classifier, tables_proxy
+
+    @property
+    def names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+
+def prepare_key(config: RunConfig) -> tuple:
+    """The fields of a run config that shape the `Prepared` tables."""
+    return (config.model, config.data, config.input, config.eval, config.loss, config.calibration_size,
+            config.cache_dir, config.grid, config.proxy, config.classifier, config.classifier_epochs,
+            config.finetune_lr, config.seed)
+
+
+def prepare(config: RunConfig, progress=None, say=None) -> Prepared:
+    """Load (or train) the model, replace its classifier if asked, trace it, list the options and
+    build (or read) the proxy table, which also measures every option's exact bytes."""
+    say = say or say_to(progress)
     timings, clock = {}, time.perf_counter()
 
     def lap(name):
@@ -75,55 +228,122 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         timings[name] = round(time.perf_counter() - clock, 2)
         clock = time.perf_counter()
 
-    workload = open_workload(config, progress)
-    model, data = workload.model, workload.data
+    workload = open_workload(config, progress, warn=say)
+    data = workload.data
     say(f"model {config.model}: test {data.metric_name} {workload.test_accuracy:.2%} "
         f"({'trained now' if workload.trained_now else 'from cache' if config.data is None else 'as given'})")
     lap("workload")
     replaced = None
     if config.classifier:             # a whole-model option, chosen before the per-layer search
         replaced = replace_classifier_(workload, config, progress)
-        model = workload.model
         say(f"classifier replaced by global average pooling and one linear layer: {replaced['params_before']:,} -> "
             f"{replaced['params_after']:,} parameters, test {data.metric_name} {replaced['test_accuracy']:.2%} "
             f"after {config.classifier_epochs} epochs")
         lap("classifier")
-
+    model = workload.model
     graph = LayerGraph.trace(model, workload.example)
     layers = graph.compressible()
-    names = [layer.name for layer in layers]
     options = {layer.name: layer_options(layer, config.grid) for layer in layers}
-    # the proxy pass fits every option and measures its exact bytes, which the cost table then reads
+    fixed = artifact.fixed_bytes(model, model_spec=workload.model_spec, layer_names=[l.name for l in layers])
     calibration = data.train.take(config.calibration_size)
-    table, reused = cached_proxy_table(model, layers, options, calibration,
-                                       Path(config.cache_dir or default_cache_dir()), progress)
-    proxy = table.combined(config.proxy)
+    table, reused = cached_proxy_table(model, layers, options, calibration, usable_cache_dir(config.cache_dir),
+                                       progress, warn=say)
     say(f"proxy table: {'from cache' if reused else 'computed'}")
     lap("tables_proxy")
+    return Prepared(prepare_key(config), workload, graph, layers, options, fixed, table.combined(config.proxy),
+                    calibration, "from cache" if reused else "computed", replaced, timings)
 
-    fixed = artifact.fixed_bytes(model, model_spec=workload.model_spec, layer_names=names)
+
+@dataclass
+class Tables:
+    """What the search reads on one target: the prepared tables with the target's costs (and, with
+    --structured, channel groups merged into single units of the search)."""
+    prepared: Prepared
+    options: dict[str, list[Option]]  # per search unit: a layer, or a channel group
+    costs: CostTable
+    proxy: ProxyTable
+    baseline_choice: dict[str, int]   # per unit: the uncompressed option
+    baselines: dict[str, Candidate]   # plans chosen without a search (uniform, greedy), priced per layer
+
+    @property
+    def workload(self) -> Workload:
+        return self.prepared.workload
+
+    @property
+    def layers(self) -> list[Layer]:
+        return self.prepared.layers
+
+    @property
+    def names(self) -> list[str]:
+        return self.prepared.names
+
+    @property
+    def calibration(self) -> torch.Tensor:
+        return self.prepared.calibration
+
+
+def hardware_tables(prepared: Prepared, target, search: SearchConfig, config: RunConfig, progress=None,
+                    say=None) -> Tables:
+    """The cost table of every (layer, option) on `target`, the baselines, and the search units."""
+    say = say or say_to(progress)
+    layers, options, proxy, model = prepared.layers, prepared.options, prepared.proxy, prepared.workload.model
     cost_model = make_cost_model("analytical", target)
-    costs = build_cost_table(cost_model, layers, options, fixed, graph, proxy.sizes)
-    budgets = search.budgets
+    costs = build_cost_table(cost_model, layers, options, prepared.fixed_bytes, prepared.graph, proxy.sizes)
     # plans chosen without a search, from the per-layer tables (before channel groups merge layers into units)
     baselines = {label: Candidate(-1, choice, float(sum(proxy.scores[n][i] for n, i in choice.items())),
                                   costs.totals(choice), True, source=label)
-                 for label, choice in baseline_plans(layers, proxy, costs, budgets,
+                 for label, choice in baseline_plans(layers, proxy, costs, search.budgets,
                                                      search_space(proxy, costs, search)).items()}
     if config.structured:             # channel groups become single units of the search
-        units = search_units(model, graph)
-        proxy, costs = merge_units(model, layers, units, proxy, costs, cost_model, calibration, progress)
+        units = search_units(model, prepared.graph)
+        proxy, costs = merge_units(model, layers, units, proxy, costs, cost_model, prepared.calibration, progress)
         options = proxy.options
         say(f"structured pruning: {len(units)} channel groups searched as units")
     baseline_choice = {key: baseline_index(choices) for key, choices in options.items()}
+    return Tables(prepared, options, costs, proxy, baseline_choice, baselines)
+
+
+def build_tables(config: RunConfig, target, progress, say, prepared: Prepared | None = None) -> Tables:
+    """The workload (cached model, or the user's), its layer graph, options, proxy and cost tables."""
+    if prepared is None:
+        prepared = prepare(config, progress, say)
+    elif prepared.key != prepare_key(config):
+        raise RuntimeError(f"bug: tables prepared for {prepared.key} reused for {prepare_key(config)}")
+    else:
+        say(f"model and proxy table reused (prepared once for several runs; proxy table {prepared.proxy_source})")
+    return hardware_tables(prepared, target, search_config(config), config, progress, say)
+
+
+def _run_stages(config, target, search: SearchConfig, folder: RunFolder, storage, previous, progress,
+                prepared: Prepared | None = None) -> dict:
+    say = say_to(progress)
+    out, run_id = folder.path, folder.run_id
+    timings, clock = {}, time.perf_counter()
+
+    def lap(name):
+        nonlocal clock
+        timings[name] = round(time.perf_counter() - clock, 2)
+        clock = time.perf_counter()
+
+    tables = build_tables(config, target, progress, say, prepared)
+    if prepared is None:
+        timings.update(tables.prepared.timings_s)
+    else:
+        timings.update({name: 0.0 for name in tables.prepared.timings_s})
+    lap("tables_cost")
+    workload, layers, names, options = tables.workload, tables.layers, tables.names, tables.options
+    costs, proxy, calibration, baseline_choice = tables.costs, tables.proxy, tables.calibration, tables.baseline_choice
+    baselines = tables.baselines
+    model, data = workload.model, workload.data
+    budgets = search.budgets
     baseline = costs.totals(baseline_choice)
     limits = ", ".join(budgets.describe(k) for k in budgets.limits())
     say(f"{len(layers)} compressible layers, {sum(map(len, options.values()))} (layer, option) pairs; "
         f"fp32 file {int(baseline['size_bytes']):,} bytes; budgets {limits}")
-    lap("tables_cost")
 
-    searched = run_study(proxy=proxy, costs=costs, config=search, storage_path=out / "study.journal",
-                         study_name=run_id, progress=progress)
+    record = {k: v for k, v in folder.record.items() if k in ("version", "run_id", "config", "target_yaml")}
+    searched = run_study(proxy=proxy, costs=costs, config=search, storage=storage, study_name=run_id, record=record,
+                         resumed_workers=previous, progress=progress)
     cands, optimum = searched.candidates, searched.optimum
     second = next((OBJECTIVES[o] for o in search.objectives if o != "proxy"), None)
     front = pareto_front([c for c in cands if c.feasible], second or "size_bytes")
@@ -191,13 +411,16 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
                   "latency_s": chosen.totals["latency_s"], "energy_j": chosen.totals["energy_j"],
                   "macs": int(chosen.totals["macs"]), "proxy": chosen.proxy, "trial": chosen.trial},
         "accuracy_floor": floor,
-        "classifier": replaced,
+        "classifier": tables.prepared.replaced,
         "compression_ratio": baseline["size_bytes"] / size,
         "artifact": path.name,
         "onnx": onnx_report,
         "reload_max_abs_diff": diff,
         "search": {"trials": len(cands), "feasible": sum(c.feasible for c in cands),
-                   "repaired": sum(c.repaired for c in cands), "pareto": len(front), "storage": "study.journal",
+                   "repaired": sum(c.repaired for c in cands), "pareto": len(front),
+                   "failed": len(searched.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))),
+                   "workers": _workers(searched.study),
+                   "storage": storages.JOURNAL if config.storage is None else storages.masked(config.storage),
                    "objectives": list(search.objectives), "sampler": search.sampler or ("nsga2" if second else "tpe"),
                    "strategy": search.strategy, "proxy": config.proxy, "best_proxy": best_found,
                    "exact_optimum": {"proxy": optimum.score, "lower_bound": optimum.lower_bound,
@@ -215,7 +438,7 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         "timings_s": timings,
         "config": asdict(config),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     results.write_candidates(out / "candidates.csv", cands, options)
     results.write_pareto(out / "pareto.csv", front)
     results.write_layers(out / "layers.csv", plan, costs, chosen.choice, baseline_choice)
@@ -256,10 +479,19 @@ def write_onnx(model, example, data, path: Path) -> dict:
     return {"file": path.name, "bytes": path.stat().st_size, "agreement": predictions_agree(path, model, data.test)}
 
 
-def open_workload(config: RunConfig, progress=None):
+def _workers(study: optuna.Study) -> dict[str, int]:
+    """Completed trials per process that evaluated them (host:pid)."""
+    counts: dict[str, int] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        worker = trial.user_attrs.get("worker", "this run")       # recorded on database storages only
+        counts[worker] = counts.get(worker, 0) + 1
+    return counts
+
+
+def open_workload(config: RunConfig, progress=None, warn=None):
     """The built-in model trained on digits (cached), or the user's own model and data, checked."""
     if config.data is None:
-        return load_workload(config.model, cache_dir=config.cache_dir, progress=progress)
+        return load_workload(config.model, cache_dir=config.cache_dir, progress=progress, warn=warn)
     from hwsearch.cost_report import parse_input
     from hwsearch.user_workload import load_user_workload
     return load_user_workload(config.model, config.data, input_shape=parse_input(config.input) if config.input else None,

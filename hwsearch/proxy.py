@@ -29,16 +29,17 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import os
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hwsearch.atomic_write import atomic_write
 from hwsearch.compress import Fitter, apply_, capture_inputs, compress, layer_nbytes
 from hwsearch.layer_graph import Layer
 from hwsearch.options import Option
@@ -112,13 +113,19 @@ def build_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, 
 
 
 _SENSITIVITY = "__sensitivity__"    # the cache file's entry for the layers' sensitivities, in layer order
+_DIGEST = "__sha256__"              # the cache file's entry for the digest of its key and every array
 
 
 def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
-                       calibration: torch.Tensor, cache_dir: Path, progress=None) -> tuple[ProxyTable, bool]:
+                       calibration: torch.Tensor, cache_dir: Path, progress=None,
+                       warn: Callable[[str], None] | None = None) -> tuple[ProxyTable, bool]:
     """`build_proxy_table` through a disk cache; returns the table and whether it came from the cache.
 
-    An unreadable entry counts as a miss and is rebuilt: it holds only derived numbers.
+    The file name carries a hash of what the table is computed from (weights, calibration
+    images, option grid); inside, a digest of that key and of every array. An entry that
+    cannot be read, or whose digest does not match (truncated, bit-flipped, or another
+    table under a colliding name), is reported through `warn`, rebuilt and overwritten:
+    it holds only derived numbers.
     """
     key = hashlib.sha256(f"proxy-v{PROXY_VERSION}".encode())
     for source in _FIT_SOURCES:
@@ -130,24 +137,50 @@ def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str,
     for layer in layers:
         key.update(("|".join([layer.name, *(o.label for o in options[layer.name])])).encode())
     path = Path(cache_dir) / f"proxy-{key.hexdigest()[:16]}.npz"
+    names = [layer.name for layer in layers]
     if path.is_file():
-        try:
-            with np.load(path) as saved:
-                errors = {layer.name: saved[layer.name] for layer in layers}
-                sizes = {layer.name: saved[f"bytes:{layer.name}"] for layer in layers}
-                sensitivity = dict(zip((layer.name for layer in layers), saved[_SENSITIVITY].tolist()))
-            if all(len(errors[l.name]) == len(sizes[l.name]) == len(options[l.name]) for l in layers) \
-                    and len(sensitivity) == len(layers):
-                return ProxyTable(options, errors, sizes, sensitivity), True
-        except (OSError, ValueError, KeyError):
-            pass
+        table, problem = _read_proxy_cache(path, key.hexdigest(), names, options)
+        if table is not None:
+            return table, True
+        if warn:
+            warn(f"proxy cache {path} {problem}: recomputing it")
     table = build_proxy_table(model, layers, options, calibration, progress)
+    arrays = {**table.errors, **{f"bytes:{name}": size for name, size in table.sizes.items()},
+              _SENSITIVITY: np.array([table.sensitivity[n] for n in names])}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **table.errors, **{f"bytes:{name}": size for name, size in table.sizes.items()},
-             **{_SENSITIVITY: np.array([table.sensitivity[l.name] for l in layers])})
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays, **{_DIGEST: np.array(_arrays_digest(key.hexdigest(), arrays))})
     return table, False
+
+
+def _arrays_digest(key: str, arrays: dict[str, np.ndarray]) -> str:
+    digest = hashlib.sha256(key.encode())
+    for name in sorted(arrays):
+        values = np.ascontiguousarray(arrays[name], dtype=np.float64)
+        digest.update(f"{name}|{values.shape}".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def _read_proxy_cache(path: Path, key: str, names: list[str],
+                      options: dict[str, list[Option]]) -> tuple[ProxyTable | None, str]:
+    """The cached table, or None and what is wrong with the file."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in [*names, *(f"bytes:{n}" for n in names), _SENSITIVITY]}
+            stored = str(saved[_DIGEST]) if _DIGEST in saved.files else None
+    except Exception as exc:        # zipfile, numpy and OS errors alike: the entry is unusable
+        return None, f"cannot be read ({type(exc).__name__})"
+    if stored is None:
+        return None, "has no checksum (written by an older hwsearch)"
+    if _arrays_digest(key, arrays) != stored:
+        return None, "is corrupt (checksum mismatch)"
+    if any(len(arrays[n]) != len(options[n]) or len(arrays[f"bytes:{n}"]) != len(options[n]) for n in names) \
+            or len(arrays[_SENSITIVITY]) != len(names):
+        return None, "does not match the option grid"
+    errors = {name: arrays[name] for name in names}
+    sizes = {name: arrays[f"bytes:{name}"].astype(np.int64) for name in names}
+    return ProxyTable(options, errors, sizes, dict(zip(names, arrays[_SENSITIVITY].tolist()))), ""
 
 
 def output_divergence(reference: torch.Tensor, output: torch.Tensor) -> float:

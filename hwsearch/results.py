@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")   # files only; no display here or in CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from hwsearch.atomic_write import atomic_write, write_text  # noqa: E402
 from hwsearch.budget import Budgets, format_size  # noqa: E402
 from hwsearch.cost_table import CostTable  # noqa: E402
 from hwsearch.knapsack import Optimum  # noqa: E402
@@ -23,7 +24,7 @@ PROXY_LABEL = {"weighted": "proxy: predicted output divergence (nats)", "sum": "
 def write_candidates(path: Path, cands: list[Candidate], options: dict[str, list[Option]]) -> None:
     """Every trial, one row: figures first, then each layer's option label."""
     names = list(options)
-    with path.open("w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["trial", "feasible", "proxy", "size_bytes", "latency_ms", "energy_mj", "macs", *names])
         for c in sorted(cands, key=lambda c: c.trial):
@@ -35,7 +36,7 @@ def write_candidates(path: Path, cands: list[Candidate], options: dict[str, list
 
 def write_pareto(path: Path, front: list[Candidate]) -> None:
     """The feasible Pareto front: trial, proxy and whole-model costs, one row per plan."""
-    with path.open("w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["trial", "source", "proxy", "size_bytes", "latency_s", "energy_j", "macs", "dram_bytes"])
         for c in front:
@@ -46,7 +47,7 @@ def write_pareto(path: Path, front: list[Candidate]) -> None:
 
 def write_layers(path: Path, plan: Plan, costs: CostTable, choice: dict[str, int], baseline: dict[str, int]) -> None:
     """The chosen model layer by layer: option, and its bytes, MACs, latency and energy against fp32."""
-    with path.open("w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["layer", "option", "weight_bytes", "fp32_weight_bytes", "macs", "latency_s", "fp32_latency_s",
                          "energy_j", "fp32_energy_j", "dram_bytes"])
@@ -59,7 +60,7 @@ def write_layers(path: Path, plan: Plan, costs: CostTable, choice: dict[str, int
 
 
 def write_plan(path: Path, plan: Plan) -> None:
-    path.write_text(json.dumps({name: option.to_dict() for name, option in plan.items()}, indent=1) + "\n")
+    write_text(path, json.dumps({name: option.to_dict() for name, option in plan.items()}, indent=1) + "\n")
 
 
 def plot_pareto(path: Path, cands: list[Candidate], front: list[Candidate], budgets: Budgets,
@@ -101,7 +102,8 @@ def plot_pareto(path: Path, cands: list[Candidate], front: list[Candidate], budg
     ax.set_title("Search: every trial (retrained: test accuracy; star: exported)")
     ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
     plt.close(fig)
 
 
@@ -121,7 +123,8 @@ def plot_layers(path: Path, plan: Plan, original_bytes: dict[str, int], chosen_b
     ax.set_title("Per-layer choices")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png")
     plt.close(fig)
 
 
@@ -174,7 +177,7 @@ def write_report(path: Path, summary: dict, plan: Plan, chosen_bytes: dict[str, 
         "![Per-layer choices](layers.png)",
         "",
     ]
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
 
 
 def _baselines_text(summary: dict) -> list[str]:

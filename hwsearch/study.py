@@ -18,17 +18,26 @@ Optuna's constrained samplers learn the budgets; benchmarks/search_strategies.py
 measures all three.
 Several objectives (`--objectives proxy,latency`) give a multi-objective study
 (NSGA-II unless `--sampler` says otherwise) whose result is a front, not a single best.
+
+`Search` holds what a trial reads, built from the tables by every process that works on
+the study (the run, a resumed run, `hwsearch worker`s); `open_study` creates the study
+with its queue of exactly `trials` trials (trial_queue) or loads it, and checks that the
+tables hash to the ones it was started with. Samplers are seeded per trial (samplers),
+so that the study's trials do not depend on which process, or how many, drew them.
 """
 from __future__ import annotations
 
-import math
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import optuna
 from optuna.storages import JournalStorage
+from optuna.trial import TrialState
 
+from hwsearch import trial_queue
 from hwsearch.budget import Budgets
 from hwsearch.cost_table import CostTable
 from hwsearch.errors import BudgetInfeasible, HwsearchError
@@ -36,11 +45,9 @@ from hwsearch.journal import TrialSyncedJournal
 from hwsearch.knapsack import SEPARABLE, Optimum, exact_optimum, smallest
 from hwsearch.options import Option, Plan
 from hwsearch.proxy import ProxyTable
+from hwsearch.samplers import MAX_SEED, SAMPLERS, make_sampler
 
 OBJECTIVES = {"proxy": None, "size": "size_bytes", "latency": "latency_s", "energy": "energy_j"}
-SAMPLERS = {"tpe": optuna.samplers.TPESampler, "nsga2": optuna.samplers.NSGAIISampler,
-            "nsga3": optuna.samplers.NSGAIIISampler, "random": optuna.samplers.RandomSampler,
-            "qmc": optuna.samplers.QMCSampler, "gp": optuna.samplers.GPSampler}
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,9 @@ class SearchConfig:
         if self.sampler is not None and self.sampler not in SAMPLERS:
             raise HwsearchError(f"--sampler {self.sampler!r} is not an Optuna sampler hwsearch runs: choose one of "
                                 f"{', '.join(SAMPLERS)}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise HwsearchError(f"--seed must be between 0 and {MAX_SEED:,} (the range Optuna's samplers take), "
+                                f"got {self.seed}")
         if self.strategy not in ("repair", "constrained", "hull"):
             raise HwsearchError(f"strategy {self.strategy!r} must be repair, constrained or hull")
 
@@ -237,71 +247,147 @@ class _Hull:
         return choice
 
 
-def _sampler(config: SearchConfig, multi: bool):
-    name = config.sampler or ("nsga2" if multi else "tpe")
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, n_startup_trials=min(20, config.trials))
-    if name == "qmc":
-        return optuna.samplers.QMCSampler(seed=config.seed, warn_independent_sampling=False)
-    return SAMPLERS[name](seed=config.seed)
+class Search:
+    """What every process working on a study needs, built from the tables: the search space,
+    the exact optimum, the warm starts and the objective (table look-ups only)."""
 
+    def __init__(self, *, proxy: ProxyTable, costs: CostTable, config: SearchConfig):
+        self.proxy, self.costs, self.config = proxy, costs, config
+        self.space = search_space(proxy, costs, config)
+        self.optimum = check_feasible(proxy, costs, config.budgets, space=self.space)
+        self.labels = {name: {proxy.options[name][i].label: i for i in self.space[name]} for name in self.space}
+        self.repair = _Repair(proxy, costs, config.budgets, self.space)
+        self.extra = [OBJECTIVES[o] for o in config.objectives if o != "proxy"]
+        self.hull = (_Hull(proxy, costs, config.budgets, self.space, self.extra[0] if self.extra else None)
+                     if config.strategy == "hull" else None)
+        self.index_of = {name: {o.label: i for i, o in enumerate(proxy.options[name])} for name in self.space}
+        self.label_of = {name: [o.label for o in proxy.options[name]] for name in self.space}
 
-def run_study(*, proxy: ProxyTable, costs: CostTable, config: SearchConfig, storage_path: Path, study_name: str,
-              progress=None) -> SearchResult:
-    """Minimise the summed proxy (and further objectives) within every budget; returns every trial."""
-    space = search_space(proxy, costs, config)
-    optimum = check_feasible(proxy, costs, config.budgets, space)
-    labels = {name: {proxy.options[name][i].label: i for i in space[name]} for name in space}
-    repair = _Repair(proxy, costs, config.budgets, space)
-    extra = [OBJECTIVES[o] for o in config.objectives if o != "proxy"]
+    @property
+    def directions(self) -> list[str]:
+        return ["minimize"] * (1 + len(self.extra))
 
-    hull = _Hull(proxy, costs, config.budgets, space, extra[0] if extra else None) if config.strategy == "hull" else None
-    index_of = {name: {o.label: i for i, o in enumerate(proxy.options[name])} for name in space}
-    label_of = {name: [o.label for o in proxy.options[name]] for name in space}
+    def sampler(self):
+        name = self.config.sampler or ("nsga2" if self.extra else "tpe")
+        return make_sampler(name, seed=self.config.seed, trials=self.config.trials)
 
-    def objective(trial: optuna.Trial):
-        if hull is not None:
-            sampled = hull(trial)
+    def objective(self, trial: optuna.Trial):
+        config, costs, space = self.config, self.costs, self.space
+        if self.hull is not None:
+            sampled = self.hull(trial)
         else:
-            sampled = {name: labels[name][trial.suggest_categorical(name, list(labels[name]))] for name in space}
+            sampled = {name: self.labels[name][trial.suggest_categorical(name, list(self.labels[name]))]
+                       for name in space}
         start = trial.user_attrs.get("start")
         if start:                                       # an enqueued warm start: evaluate that plan as it is
-            sampled = {name: index_of[name][label] for name, label in start.items()}
+            sampled = {name: self.index_of[name][label] for name, label in start.items()}
         totals = costs.totals(sampled)
         choice = sampled
         if config.strategy in ("repair", "hull"):
-            choice = repair(sampled, totals)
+            choice = self.repair(sampled, totals)
             if choice != sampled:
                 totals = costs.totals(choice)
         excess = config.budgets.excess(totals)
         # one write: every storage write is a synced journal append, the largest cost of a trial
-        trial.set_user_attr("result", {"choice": {name: label_of[name][i] for name, i in choice.items()},
+        trial.set_user_attr("result", {"choice": {name: self.label_of[name][i] for name, i in choice.items()},
                                        "totals": totals, "repaired": choice != sampled,
                                        "feasible": all(v <= 0 for v in excess.values())})
         if config.strategy == "constrained":        # only this strategy's sampler needs to see the budgets
             for key, value in excess.items():
                 trial.set_constraint(key, value)                               # feasible when <= 0
-        score = float(sum(proxy.scores[name][index] for name, index in choice.items()))
-        return score if not extra else (score, *(totals[k] for k in extra))
+        score = float(sum(self.proxy.scores[name][index] for name, index in choice.items()))
+        return score if not self.extra else (score, *(totals[k] for k in self.extra))
 
-    storage = JournalStorage(TrialSyncedJournal(str(storage_path)))
-    study = optuna.create_study(study_name=study_name, storage=storage, sampler=_sampler(config, bool(extra)),
-                                directions=["minimize"] * (1 + len(extra)), load_if_exists=True)
-    for fraction in (1.0, 0.9, 0.8) if config.warm_start else ():    # exact optima at and under the budgets
-        scaled = Budgets(**{k: (None if v is None else (int(v * fraction) if k == "size_bytes" else v * fraction))
-                            for k, v in vars(config.budgets).items()})
-        start = optimum if fraction == 1.0 else exact_optimum(proxy.scores, costs, scaled, space)
-        if start is not None:
-            plan = {name: proxy.options[name][i].label for name, i in start.choice.items()}
-            study.enqueue_trial({} if hull is not None else plan,
-                                user_attrs={"source": "exact optimum" if fraction == 1.0 else "warm start",
-                                            "start": plan}, skip_if_exists=hull is None)
+    def starts(self) -> list[tuple[dict, dict]]:
+        """The warm starts to enqueue, as (params, user_attrs): exact optima at 100%, 90% and 80% of the budgets."""
+        out = []
+        for fraction in (1.0, 0.9, 0.8) if self.config.warm_start else ():
+            scaled = Budgets(**{k: (None if v is None else (int(v * fraction) if k == "size_bytes" else v * fraction))
+                                for k, v in vars(self.config.budgets).items()})
+            start = self.optimum if fraction == 1.0 else exact_optimum(self.proxy.scores, self.costs, scaled, self.space)
+            if start is not None:
+                plan = {name: self.proxy.options[name][i].label for name, i in start.choice.items()}
+                out.append(({} if self.hull is not None else plan,
+                            {"source": "exact optimum" if fraction == 1.0 else "warm start", "start": plan}))
+        return out
+
+    def digest(self) -> str:
+        """SHA-256 of the tables the trials read: processes sharing a study must agree on it."""
+        digest = hashlib.sha256(json.dumps(asdict_config(self.config), sort_keys=True).encode())
+        for name in self.space:
+            digest.update(name.encode())
+            digest.update("|".join(self.label_of[name]).encode())
+            for array in (self.proxy.scores[name], self.costs.values[name], self.costs.warm[name]):
+                digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        for array in (self.costs.fixed, self.costs.fixed_warm):
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        digest.update(repr((self.costs.fixed_bytes, self.costs.room_bytes, self.costs.fixed_resident)).encode())
+        if self.costs.conversion is not None:
+            digest.update(np.ascontiguousarray(self.costs.conversion, dtype=np.float64).tobytes())
+        return digest.hexdigest()
+
+
+def asdict_config(config: SearchConfig) -> dict:
+    """The search settings as plain values (the budgets as numbers)."""
+    return {"budgets": config.budgets.limits(), "objectives": list(config.objectives), "sampler": config.sampler,
+            "strategy": config.strategy, "trials": config.trials, "seed": config.seed, "warm_start": config.warm_start}
+
+
+def journal_storage(path: Path) -> JournalStorage:
+    return JournalStorage(TrialSyncedJournal(str(path)))
+
+
+def open_study(search: Search, storage, study_name: str, record: dict | None = None) -> optuna.Study:
+    """The study named `study_name`: created with its tickets if it is not in `storage` (or was
+    left before its tickets were all issued), else loaded as it is. `record` is kept with it
+    (user attribute "hwsearch") for workers to rebuild the tables from."""
+    digest = search.digest()
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
+    if study_name in names:
+        study = optuna.load_study(study_name=study_name, storage=storage, sampler=search.sampler())
+        if trial_queue.issued(study):
+            recorded = study.user_attrs.get("hwsearch", {}).get("tables_sha256")
+            if record is not None and recorded not in (None, digest):
+                raise HwsearchError(f"the tables differ from the ones study {study_name} was started with (the model "
+                                    "cache, the calibration data or a library changed): its trials cannot be compared "
+                                    "with new ones; restore the cache, or start a new run")
+            return study
+        optuna.delete_study(study_name=study_name, storage=storage)   # killed while issuing: nothing ran yet
+    study = optuna.create_study(study_name=study_name, storage=storage, sampler=search.sampler(),
+                                directions=search.directions)
+    if record is not None:
+        study.set_user_attr("hwsearch", {**record, "tables_sha256": digest})
+    trial_queue.issue(study, search.starts(), search.config.trials, skip_duplicates=search.hull is None)
+    return study
+
+
+def run_study(*, proxy: ProxyTable, costs: CostTable, config: SearchConfig, study_name: str,
+              storage_path: Path | None = None, storage=None, record: dict | None = None,
+              resumed_workers: set[str] | None = None, progress=None) -> SearchResult:
+    """Minimise the summed proxy (and further objectives) within every budget; returns every trial.
+
+    `storage` is any Optuna storage (default: a journal file at `storage_path`). On a resumed
+    run `resumed_workers` names its earlier processes: the trials they left running are
+    evaluated again first, under their own numbers (every running trial where no heartbeat
+    could belong to another live process).
+    """
+    search = Search(proxy=proxy, costs=costs, config=config)
+    storage = storage if storage is not None else journal_storage(storage_path)
+    study = open_study(search, storage, study_name, record)
     task = progress.add_task("search", total=config.trials) if progress else None
-    callbacks = [lambda study, trial: progress.advance(task)] if progress else []
-    study.optimize(objective, n_trials=config.trials, callbacks=callbacks)
+
+    def advance():
+        if progress:
+            progress.update(task, completed=len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))))
+
+    if resumed_workers is not None:
+        beating = trial_queue.heartbeat_interval(storage) is not None
+        for trial_id in trial_queue.stale_own(study, resumed_workers, all_running=not beating):
+            trial_queue.evaluate(study, storage, trial_id, search.objective)
+    trial_queue.run(study, storage, search.objective, on_trial=advance)
     if progress:
         progress.remove_task(task)
-    return SearchResult(candidates(study, labels, proxy), optimum, space, study)
+    return SearchResult(candidates(study, search.labels, proxy), search.optimum, search.space, study)
 
 
 def candidates(study: optuna.Study, labels: dict[str, dict[str, int]], proxy: ProxyTable) -> list[Candidate]:

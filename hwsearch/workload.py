@@ -10,12 +10,14 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
 
+from hwsearch.atomic_write import atomic_write
 from hwsearch.data import Data, load_digits_split
-from hwsearch.errors import ModelError
+from hwsearch.errors import HwsearchError, ModelError
 from hwsearch.models import DIGITS_INPUT, build_model
 from hwsearch.training import TrainConfig, accuracy, train
 
@@ -46,8 +48,34 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("HWSEARCH_CACHE", Path.home() / ".cache" / "hwsearch"))
 
 
-def load_workload(model_name: str, *, cache_dir: Path | None = None, data_seed: int = 0, progress=None) -> Workload:
-    """The trained built-in model and its data split; trains and caches it on first use."""
+def usable_cache_dir(cache_dir: str | Path | None) -> Path:
+    """The cache folder (`--cache-dir`, else $HWSEARCH_CACHE, else ~/.cache/hwsearch), created and writable.
+
+    Checked before any work, so that a cache path that is a file fails now, not after training.
+    """
+    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    name = "--cache-dir" if cache_dir is not None else ("$HWSEARCH_CACHE" if "HWSEARCH_CACHE" in os.environ
+                                                       else "the default cache")
+    if path.exists() and not path.is_dir():
+        raise HwsearchError(f"{name} {path} is a file, not a folder; give a folder for trained models and proxy tables")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HwsearchError(f"{name} {path} cannot be created ({exc.strerror}); give a folder you can write") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise HwsearchError(f"{name} {path} is not writable; give a folder you can write")
+    return path
+
+
+def load_workload(model_name: str, *, cache_dir: Path | None = None, data_seed: int = 0, progress=None,
+                  warn: Callable[[str], None] | None = None) -> Workload:
+    """The trained built-in model and its data split; trains and caches it on first use.
+
+    A cache entry is trusted only if it holds the key it was trained for and its weights
+    hash to the digest stored beside them; anything else (truncated, bit-flipped, written
+    for another recipe) is reported through `warn` and retrained. The test accuracy is
+    measured on the loaded weights, never read from the file.
+    """
     if model_name not in RECIPES:
         raise ModelError(f"unknown model {model_name!r}: choose one of {', '.join(sorted(RECIPES))}")
     recipe = RECIPES[model_name]
@@ -60,17 +88,47 @@ def load_workload(model_name: str, *, cache_dir: Path | None = None, data_seed: 
     torch.manual_seed(recipe.seed)                       # the initial weights are part of the recipe
     model = build_model(model_name, **spec["kwargs"])
     if path.is_file():
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(saved["state_dict"])
-        except Exception as exc:
-            raise ModelError(f"cached model {path} cannot be read ({type(exc).__name__}); "
-                             f"delete it (rm {path}) and run again to retrain") from None
-        return Workload(model.eval(), spec, data, saved["test_accuracy"], trained_now=False, example=data.train.take(1))
+        problem = _load_checked(model, path, key)
+        if problem is None:
+            model.eval()
+            return Workload(model, spec, data, accuracy(model, data.test), trained_now=False, example=data.train.take(1))
+        if warn:
+            warn(f"cached model {path} {problem}: retraining it")
+        torch.manual_seed(recipe.seed)
+        model = build_model(model_name, **spec["kwargs"])
     train(model, data.train, recipe, progress, description=f"training {model_name} on digits (first use)")
     test_accuracy = accuracy(model, data.test)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state_dict": model.state_dict(), "test_accuracy": test_accuracy}, tmp)
-    os.replace(tmp, path)
+    state = model.state_dict()
+    with atomic_write(path, "wb") as f:
+        torch.save({"state_dict": state, "test_accuracy": test_accuracy, "key": key,
+                    "sha256": weights_digest(key, state)}, f)
     return Workload(model.eval(), spec, data, test_accuracy, trained_now=True, example=data.train.take(1))
+
+
+def weights_digest(key: str, state: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the cache key and every tensor (name, dtype, shape, bytes) of a state dict."""
+    digest = hashlib.sha256(key.encode())
+    for name, tensor in state.items():
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _load_checked(model: nn.Module, path: Path, key: str) -> str | None:
+    """Load a cache entry into `model`; None if it is whole and for `key`, else what is wrong with it."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        return f"cannot be read ({type(exc).__name__})"
+    if not isinstance(saved, dict) or "sha256" not in saved or "state_dict" not in saved:
+        return "has no checksum (written by an older hwsearch)"
+    if saved.get("key") != key:
+        return "was trained for another recipe"
+    if weights_digest(key, saved["state_dict"]) != saved["sha256"]:
+        return "is corrupt (checksum mismatch)"
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except RuntimeError:
+        return "does not fit the model"
+    return None

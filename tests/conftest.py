@@ -51,3 +51,15 @@ def example():
 def model_cache(tmp_path_factory):
     """One cache folder per test session, so LeNet-5 is trained once."""
     return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """postgresql://... of a real PostgreSQL server started for this test session (tests/postgres.py)."""
+    from tests.postgres import Server
+
+    server = Server()
+    try:
+        yield server.start()
+    finally:
+        server.stop()

@@ -78,10 +78,10 @@ def test_exported_file_reloads_with_the_reported_accuracy(tiny_run, model_cache)
     (["--budget", "10MB", "--target", "broken.yaml"], "is not valid YAML"),
     (["--budget", "1KB", "--model", "lenet5_digits"], "cannot be met"),
     (["--budget", "10MB", "--run-id", "../elsewhere"], "is not a plain folder name"),
-    (["--budget", "20KB", "--model", "lenet5_digits", "--results", "a-file/runs"], "check that the folder exists"),
+    (["--budget", "20KB", "--model", "lenet5_digits", "--results", "a-file/runs"], "--results a-file/runs cannot be created"),
     ([], "no budget given: pass --budget"),
     (["--latency", "5"], "--latency '5' is not a latency"),
-    (["--energy", "2ms"], "--energy '2ms' is not a energy"),
+    (["--energy", "2ms"], "--energy '2ms' is not an energy"),
     (["--budget", "10MB", "--objectives", "latency"], "must list proxy"),
     (["--budget", "10MB", "--sampler", "magic"], "--sampler 'magic' is not an Optuna sampler"),
     (["--budget", "10MB", "--max-accuracy-drop", "-1"], "--max-accuracy-drop is in points"),
@@ -98,23 +98,63 @@ def test_bad_input_gives_one_line_exit_2_and_no_results(args, message, model_cac
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
 
 
-def test_sigterm_mid_run_leaves_no_results_and_says_so(model_cache, tmp_path):
+def _complete_trials(journal) -> int:
+    import optuna
+    if not journal.exists():
+        return 0
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    studies = storage.get_all_studies()
+    return len(storage.get_all_trials(studies[0]._study_id, states=(optuna.trial.TrialState.COMPLETE,))) if studies else 0
+
+
+def test_a_second_run_with_the_same_id_is_refused_and_sigterm_keeps_the_finished_trials(model_cache, tmp_path):
     import signal
     import time
 
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    proc = subprocess.Popen([sys.executable, "-m", "hwsearch", "--model", "lenet5_digits", "--budget", "20KB",
-                             "--trials", "100000", "--cache-dir", str(model_cache), "--quiet"],
-                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, "-m", "hwsearch", "--model", "lenet5_digits", "--budget", "20KB", "--trials", "2000",
+            "--cache-dir", str(model_cache), "--run-id", "same", "--quiet"]
+    first = subprocess.Popen(args, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    journal = tmp_path / "results" / ".same.partial" / "study.journal"
     deadline = time.monotonic() + 300
-    while not any((tmp_path / "results").glob(".*.partial/study.journal")):   # the search has started
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    while _complete_trials(journal) < 3:                             # the search has finished a few trials
+        assert first.poll() is None and time.monotonic() < deadline, first.stderr.read() if first.poll() else "timeout"
+        time.sleep(0.1)
+    second = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+    assert "run same is already running in results/.same.partial (process " in second.stderr
+    assert first.poll() is None                                         # the first run goes on, untouched
+    done = _complete_trials(journal)
+    first.send_signal(signal.SIGTERM)
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 128 + signal.SIGTERM
+    kept = _complete_trials(journal)
+    assert kept >= done and stderr.strip() == (f"hwsearch: interrupted; {kept} finished trials kept: hwsearch --resume "
+                                               "results/.same.partial continues the run")
+    third = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert third.returncode == 2 and "an interrupted run same is in results/.same.partial: continue it with " \
+        "hwsearch --resume results/.same.partial, or remove the folder" in third.stderr
+    assert _complete_trials(journal) == kept                           # nothing was deleted
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_leaves_nothing(tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hwsearch", "--model", "lenet5_digits", "--budget", "20KB",
+                             "--cache-dir", str(tmp_path / "cache"), "--quiet"],
+                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    maps = f"/proc/{proc.pid}/maps"
+    deadline = time.monotonic() + 300
+    while "libtorch" not in open(maps).read():                # torch is being imported: start-up, not the run
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == 128 + signal.SIGINT
     assert stderr.strip() == "hwsearch: interrupted; no results were written"
-    assert not any((tmp_path / "results").iterdir())
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
 
 
 def test_a_latency_budget_alone_and_the_binding_budget_in_the_report(model_cache, tmp_path):

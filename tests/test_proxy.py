@@ -66,6 +66,33 @@ def test_unreadable_cache_entry_is_rebuilt(tiny, example, tmp_path):
     assert not reused and all(np.array_equal(table.errors[n], again.errors[n]) for n in table.errors)
 
 
+@pytest.mark.parametrize("damage", ["empty", "truncated", "bit flip", "digest"])
+def test_a_damaged_cache_entry_is_named_and_recomputed(tiny, example, tmp_path, damage):
+    from hwsearch.proxy import cached_proxy_table
+    layers = LayerGraph.trace(tiny, example).compressible()
+    options = {l.name: layer_options(l) for l in layers}
+    x = torch.randn(16, 1, 8, 8)
+    table, _ = cached_proxy_table(tiny, layers, options, x, tmp_path)
+    (path,) = tmp_path.glob("proxy-*.npz")
+    data = path.read_bytes()
+    middle = len(data) // 2
+    if damage == "digest":       # a whole, readable file whose numbers are not the ones it was stored with
+        with np.load(path) as saved:
+            arrays = dict(saved)
+        arrays["stem"] = arrays["stem"] * 0.5
+        with path.open("wb") as f:
+            np.savez(f, **arrays)
+    else:
+        path.write_bytes({"empty": b"", "truncated": data[:middle],
+                          "bit flip": data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1:]}[damage])
+    warnings = []
+    again, reused = cached_proxy_table(tiny, layers, options, x, tmp_path, warn=warnings.append)
+    assert not reused and len(warnings) == 1 and str(path) in warnings[0] and "recomputing" in warnings[0]
+    assert all(np.array_equal(table.errors[n], again.errors[n]) for n in table.errors)
+    third, reused = cached_proxy_table(tiny, layers, options, x, tmp_path, warn=warnings.append)
+    assert reused and len(warnings) == 1                 # the rewritten entry is whole again
+
+
 def test_cache_keeps_the_sensitivities(tiny, example, tmp_path):
     from hwsearch.proxy import cached_proxy_table
     layers = LayerGraph.trace(tiny, example).compressible()

@@ -49,14 +49,19 @@ def test_a_target_file_path_works(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     (VALID.replace("kind: cpu", "kind: cpu\nkind: gpu"), "duplicate key 'kind'"),
-    (VALID.replace("clock_hz: 1.0e9", "clock_hz: -1"), "clock_hz: Input should be greater than 0"),
+    (VALID.replace("clock_hz: 1.0e9", "clock_hz: -1"), "clock_hz: -1 Hz is not a plausible figure"),
     (VALID.replace("clock_hz: 1.0e9\n", ""), "clock_hz: Field required"),
-    (VALID.replace("clock_hz: 1.0e9", "clock_hz: .inf"), "clock_hz: Value error, must be a finite number"),
+    (VALID.replace("clock_hz: 1.0e9", "clock_hz: .inf"), "clock_hz: inf Hz is not a plausible figure"),
     (VALID.replace("cpu: {", "gpu: {"), "gpu"),
     (VALID.replace("memory:\n  - {name: l1,", "memory:\n  - {name: dram,"), "names must be distinct and not 'dram'"),
     (VALID + "colour: blue\n", "colour: Extra inputs are not permitted"),
     ("name: [unclosed\n", "not valid YAML at line"),
-    ("- just\n- a list\n", "must hold a mapping"),
+    ("- just\n- a list\n", "holds a list, not a mapping of keys"),
+    ("", "is empty; write the target's keys"),
+    (VALID.replace("max_weight_bits: 32", "max_weight_bits: 8"), "no compute path takes 32-bit"),
+    (VALID.replace("bandwidth_bytes_per_s: 1.0e10", "bandwidth_bytes_per_s: 1.0e-300"), "1e-300 bytes/s is not a plausible"),
+    (VALID.replace("clock_hz: 1.0e9", "clock_hz: 1e400"), "clock_hz: inf Hz"),
+    (VALID.replace("size_bytes: 32768", "size_bytes: 1.0e+300"), "size_bytes"),
     (VALID.replace("memory:\n  - {name: l1, size_bytes: 32768, bandwidth_bytes_per_cycle: 32, read_pj_per_byte: 1.25, "
                    "write_pj_per_byte: 1.25}", "memory: []"), "memory: Tuple should have at least 1 item"),
 ])
@@ -84,3 +89,62 @@ def test_non_utf8_target_file_is_a_clear_error(tmp_path):
     path.write_bytes(b"name: \xff\xfe\n")
     with pytest.raises(TargetError, match="not UTF-8"):
         load_target(str(path))
+
+
+# ---- fuzzing: any file is a valid target or one TargetError, never another exception -----------------
+
+import math  # noqa: E402
+
+import yaml  # noqa: E402
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+from cost_models.target import parse_target  # noqa: E402
+
+ODD_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(min_value=-10**400, max_value=10**400),
+    st.sampled_from([0, -1, 1e-300, 1e300, 2**64, ".inf", "-.nan", "fast", "", None, True, [], {}, [1, 2]]),
+    st.text(max_size=12))
+
+
+def _paths(node, prefix=()):
+    """Every (path, value) in a nested dict/list."""
+    yield prefix, node
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        yield from _paths(value, prefix + (key,))
+
+
+def _check_target_or_one_error(text: str) -> None:
+    try:
+        target = parse_target(text, source="fuzz.yaml")
+    except TargetError as exc:
+        assert str(exc).startswith("target file fuzz.yaml ") and "\n" not in str(exc)
+    else:
+        for _, value in _paths(target.model_dump()):
+            if isinstance(value, float):
+                assert math.isfinite(value) and abs(value) <= 1e15
+        assert 1e3 <= target.clock_hz <= 1e11 and 1e3 <= target.dram.bandwidth_bytes_per_s <= 1e15
+        assert any(path.max_weight_bits >= 32 for path in target.compute)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_a_target_with_any_value_replaced_or_removed_loads_or_is_one_error(data):
+    document = yaml.safe_load(VALID)
+    path = data.draw(st.sampled_from([p for p, _ in _paths(document) if p]))
+    parent = document
+    for key in path[:-1]:
+        parent = parent[key]
+    if data.draw(st.booleans()):
+        parent[path[-1]] = data.draw(ODD_VALUES)
+    elif isinstance(parent, dict):
+        del parent[path[-1]]
+    else:
+        parent.pop(path[-1])
+    _check_target_or_one_error(yaml.safe_dump(document, allow_unicode=True))
+
+
+@settings(max_examples=300)
+@given(st.text(max_size=200))
+def test_any_text_as_a_target_file_loads_or_is_one_error(text):
+    _check_target_or_one_error(text)
