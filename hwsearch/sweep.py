@@ -80,29 +80,43 @@ def _numbers(text: str, item: str) -> list[float | int]:
     if re.fullmatch(_NUMBER, item):
         if not math.isfinite(float(item)):
             raise SweepError(f"--sweep {text!r}: {item!r} is too large to be a number")
-        return [_tidy(float(item))]
+        return [int(item) if item.isdigit() else _tidy(float(item))]
     match = _RANGE.match(item)
     if match is None:
         raise SweepError(f"--sweep {text!r}: {item!r} is neither a non-negative number nor a range "
                          "start:stop:xFACTOR (geometric, e.g. 64:512:x2) or start:stop:+STEP (arithmetic, e.g. "
                          "0:64:+16)")
-    start, stop, kind, step = float(match[1]), float(match[2]), match[3], float(match[4])
+    start, stop, kind, step = _parse(match[1]), _parse(match[2]), match[3], _parse(match[4])
     if not all(math.isfinite(v) for v in (start, stop, step)):
         raise SweepError(f"--sweep {text!r}: {item!r} has a number too large to be one")
     if stop < start:
         raise SweepError(f"--sweep {text!r}: range {item!r} must run upwards: start <= stop")
-    if kind == "x":
-        if start <= 0 or step <= 1:
-            raise SweepError(f"--sweep {text!r}: geometric range {item!r} needs start > 0 and a factor > 1")
-        count = math.floor(math.log(stop / start) / math.log(step) + 1e-9) + 1
-    else:
-        if step <= 0:
-            raise SweepError(f"--sweep {text!r}: arithmetic range {item!r} needs a step > 0")
-        count = math.floor((stop - start) / step + 1e-9) + 1
-    if count > MAX_POINTS:
-        raise SweepError(f"--sweep {text!r}: range {item!r} gives {count:,} values, more than {MAX_POINTS}: "
-                         "widen the step or narrow the range")
-    return [_tidy(start * step ** i if kind == "x" else start + step * i) for i in range(count)]
+    if kind == "x" and (start <= 0 or step <= 1):
+        raise SweepError(f"--sweep {text!r}: geometric range {item!r} needs start > 0 and a factor > 1")
+    if kind == "+" and step <= 0:
+        raise SweepError(f"--sweep {text!r}: arithmetic range {item!r} needs a step > 0")
+    exact = all(isinstance(v, int) for v in (start, stop, step))     # integers: integer arithmetic, no rounding
+    values: list[float | int] = []
+    while len(values) <= MAX_POINTS:
+        i = len(values)
+        if exact:
+            value = int(start) * int(step) ** i if kind == "x" else int(start) + int(step) * i
+            if value > stop:
+                return values
+        else:
+            value = start * step ** i if kind == "x" else start + step * i
+            if value > stop * (1 + 1e-12):
+                return values
+            value = _tidy(value)
+        values.append(value)
+    raise SweepError(f"--sweep {text!r}: range {item!r} gives more than {MAX_POINTS} values: widen the step or "
+                     "narrow the range")
+
+
+def _parse(number: str) -> float | int:
+    """Digits only: an int, exact at any size; anything else a float."""
+    value = int(number) if number.isdigit() else float(number)
+    return value if value < 1e300 else math.inf      # larger is a typo; inf is refused by the caller
 
 
 def _tidy(value: float) -> float | int:
