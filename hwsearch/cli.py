@@ -7,6 +7,10 @@ Other commands, on the cost side:
     hwsearch validate --target host                          predicted against measured or published
     hwsearch calibrate host                                  measure this machine into targets/host.yaml
 
+and for sweeps and pipelines:
+
+    hwsearch codesign --target eyeriss-like --sweep glb_kb=64,128,256 --sweep pe=12x14,16x16 --budget 2MB
+
 Bad input ends with one line on stderr (what is wrong and how to fix it) and exit 2.
 """
 from __future__ import annotations
@@ -16,8 +20,7 @@ import json
 import signal
 import sys
 
-from hwsearch.budget import Budgets
-from hwsearch.config import RunConfig
+from hwsearch.config import RunConfig, check
 from hwsearch.errors import HwsearchError
 
 EXIT_USAGE = 2
@@ -25,14 +28,24 @@ EXIT_FLOOR = 3          # the run finished and wrote its folder, but no candidat
 
 
 def _parser() -> argparse.ArgumentParser:
-    d = RunConfig()
     p = argparse.ArgumentParser(
         prog="hwsearch", allow_abbrev=False,
         description="Find the per-layer compression (rank, sparsity, bits) that keeps the most accuracy "
                     "within a size budget on a hardware target, confirm it by retraining and export it.",
-        epilog="Sizes: B, KB, MB, GB are powers of 10 (10MB = 10,000,000 bytes); KiB, MiB, GiB are powers "
-               "of 2 (10MiB = 10,485,760 bytes); a bare number is bytes. The exported file is at most the budget. "
-               "Other commands: hwsearch targets | cost | validate | calibrate (each with --help).")
+        epilog=SIZES + " The exported file is at most the budget. "
+               "Other commands: hwsearch targets | cost | validate | calibrate | codesign "
+               "(each with --help).")
+    _run_arguments(p)
+    return p
+
+
+SIZES = ("Sizes: B, KB, MB, GB are powers of 10 (10MB = 10,000,000 bytes); KiB, MiB, GiB are powers "
+         "of 2 (10MiB = 10,485,760 bytes); a bare number is bytes.")
+
+
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    """The flags of one search, shared by `hwsearch` and `hwsearch codesign`."""
+    d = RunConfig()
     p.add_argument("--target", default=d.target, help=f"built-in target name or path to a target YAML (default {d.target})")
     p.add_argument("--budget", default=None,
                    help="size budget of the exported file, e.g. 10MB, 10MiB, 500KB, 10000000")
@@ -66,7 +79,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="trained-model cache (default $HWSEARCH_CACHE or ~/.cache/hwsearch)")
     p.add_argument("--run-id", default=None, help="name of the run folder (default <target>-<budget>-<model>-<UTC time>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars; print the summary only")
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,79 +90,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _search(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    for flag, value, low in (("--trials", args.trials, 1), ("--top-k", args.top_k, 1),
-                             ("--finetune-epochs", args.finetune_epochs, 0), ("--calibration", args.calibration, 1)):
-        if value < low:
-            print(f"hwsearch: error: {flag} must be at least {low}, got {value}", file=sys.stderr)
-            return EXIT_USAGE
-    if args.budget is None and args.latency is None and args.energy is None:
-        print("hwsearch: error: no budget given: pass --budget (e.g. 10MB), --latency (e.g. 5ms) or --energy "
-              "(e.g. 2mJ), or several", file=sys.stderr)
-        return EXIT_USAGE
-    if not 0 <= args.max_accuracy_drop <= 100:
-        print(f"hwsearch: error: --max-accuracy-drop is in points between 0 and 100, got {args.max_accuracy_drop:g}",
-              file=sys.stderr)
-        return EXIT_USAGE
-    user_model = ":" in args.model
-    if user_model != (args.data is not None):
-        print("hwsearch: error: " + ("--model package.module:function needs --data (a function returning train, val "
-                                     "and test) to evaluate and fine-tune it" if user_model else
-                                     f"--data goes with your own --model (package.module:function); the built-in "
-                                     f"{args.model} is trained on digits"), file=sys.stderr)
-        return EXIT_USAGE
-    if not user_model and (args.eval or args.loss or args.input):
-        print("hwsearch: error: --input, --eval and --loss go with your own --model and --data", file=sys.stderr)
-        return EXIT_USAGE
     try:
-        Budgets.parse(size=args.budget, latency=args.latency, energy=args.energy)   # fail fast, before heavy imports
-        if args.input:
-            from hwsearch.cost_report import parse_input
-            parse_input(args.input)
+        config = _run_config(args)      # fail fast, before heavy imports
     except HwsearchError as exc:
         print(f"hwsearch: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    import optuna
-
     from hwsearch.pipeline import run
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)   # failed trials are reported by hwsearch
-    config = RunConfig(target=args.target, budget=args.budget, latency=args.latency, energy=args.energy,
-                       objectives=args.objectives, sampler=args.sampler, max_accuracy_drop=args.max_accuracy_drop,
-                       model=args.model, data=args.data, input=args.input, eval=args.eval, loss=args.loss,
-                       trials=args.trials,
-                       top_k=args.top_k, finetune_epochs=args.finetune_epochs, calibration_size=args.calibration,
-                       seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id)
-    received: list[int] = []
-
-    def interrupt(signum, frame):
-        # Ctrl-C and SIGTERM alike: unwind, so that run() removes the partial results folder.
-        received.append(signum)
-        raise KeyboardInterrupt
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, interrupt)
-    console = Console(stderr=True, quiet=args.quiet)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True, disable=args.quiet or not console.is_terminal)  # bars only where they redraw
-    try:
-        with progress:
-            summary, folder = run(config, progress)
-    except BaseException as exc:
-        if received:   # a signal can surface as any exception when it lands inside a library call
-            print("hwsearch: interrupted; no results were written", file=sys.stderr)
-            return 128 + received[0]
-        if isinstance(exc, HwsearchError):
-            print(f"hwsearch: error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        if isinstance(exc, OSError):   # unwritable --results or --cache-dir, a full disk: not a bug
-            where = f": {exc.filename}" if exc.filename else ""
-            print(f"hwsearch: error: {exc.strerror or exc}{where}; check that the folder exists, is writable "
-                  "and has space (--results, --cache-dir)", file=sys.stderr)
-            return EXIT_USAGE
-        raise
+    outcome, code = _long_running(lambda progress: run(config, progress), quiet=args.quiet)
+    if code is not None:
+        return code
+    summary, folder = outcome
     _print_summary(summary, folder)
     floor = summary["accuracy_floor"]
     if not floor["met"]:
@@ -163,6 +113,58 @@ def _search(argv: list[str]) -> int:
               f"{floor['max_drop'] * 100:g}); {hint}", file=sys.stderr)
         return EXIT_FLOOR
     return 0
+
+
+def _long_running(work, *, quiet: bool, folders: str = "--results, --cache-dir"):
+    """work(progress) with progress bars on stderr; returns (its result, None), or (None, an exit code)
+    after one line on stderr: a user's mistake 2, Ctrl-C or SIGTERM 128 + the signal (work unwinds, so
+    that no partial results folder is left)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)   # failed trials are reported by hwsearch
+    received: list[int] = []
+
+    def interrupt(signum, frame):
+        # Ctrl-C and SIGTERM alike: unwind, so that run() removes the partial results folder.
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupt)
+    console = Console(stderr=True, quiet=quiet)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, transient=True, disable=quiet or not console.is_terminal)  # bars only where they redraw
+    try:
+        with progress:
+            return work(progress), None
+    except BaseException as exc:
+        if received:   # a signal can surface as any exception when it lands inside a library call
+            print("hwsearch: interrupted; no results were written", file=sys.stderr)
+            return None, 128 + received[0]
+        if isinstance(exc, HwsearchError):
+            print(f"hwsearch: error: {exc}", file=sys.stderr)
+            return None, EXIT_USAGE
+        if isinstance(exc, OSError):   # unwritable --results or --cache-dir, a full disk: not a bug
+            where = f": {exc.filename}" if exc.filename else ""
+            print(f"hwsearch: error: {exc.strerror or exc}{where}; check that the folder exists, is writable "
+                  f"and has space ({folders})", file=sys.stderr)
+            return None, EXIT_USAGE
+        raise
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    """The run config of parsed `_run_arguments`, checked (HwsearchError with the rule and the fix)."""
+    config = RunConfig(target=args.target, budget=args.budget, latency=args.latency, energy=args.energy,
+                       objectives=args.objectives, sampler=args.sampler, max_accuracy_drop=args.max_accuracy_drop,
+                       model=args.model, data=args.data, input=args.input, eval=args.eval, loss=args.loss,
+                       trials=args.trials,
+                       top_k=args.top_k, finetune_epochs=args.finetune_epochs, calibration_size=args.calibration,
+                       seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id)
+    check(config)
+    return config
 
 
 def _print_summary(s: dict, folder) -> None:
@@ -333,7 +335,65 @@ def _calibrate(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"targets": _targets, "cost": _cost, "validate": _validate, "calibrate": _calibrate}
+# ---- commands for people and pipelines that run many searches ----------------------------------------
+
+def _codesign(argv: list[str]) -> int:
+    from hwsearch.codesign import RETRAIN
+
+    p = argparse.ArgumentParser(
+        prog="hwsearch codesign", allow_abbrev=False,
+        description="Sweep a target's parameters and run the search at every point of the grid: which hardware, "
+                    "with which compression, keeps the most accuracy within the budgets, and what it costs in "
+                    "latency, energy and area. The model and the proxy table are prepared once for all points.",
+        epilog="--sweep KEY=VALUES, once per parameter (the grid is their product). KEY: a dotted path to a "
+               "numeric field of the target YAML, list items by index or name (memory.glb.size_bytes, "
+               "compute.0.macs_per_cycle, dram.bandwidth_bytes_per_s), or glb_kb (the global buffer in KiB) or pe "
+               "(the PE array, e.g. 12x14). VALUES: 64,128,256 or ranges 64:512:x2 (geometric), 0:64:+16 "
+               "(arithmetic). " + SIZES)
+    _run_arguments(p)
+    p.add_argument("--sweep", action="append", default=[], metavar="KEY=VALUES",
+                   help="a parameter and its values, e.g. glb_kb=64,128,256 or pe=12x14,16x16 (repeat for a grid)")
+    p.add_argument("--retrain", default="front", choices=RETRAIN,
+                   help="retrain the points on the front across hardware (default), every point, or none")
+    args = p.parse_args(argv)
+    from hwsearch.codesign import CodesignConfig, plan_grid, run_codesign
+
+    config = CodesignConfig(_run_config(args), tuple(args.sweep), args.retrain)
+    points = plan_grid(config)          # every point validated as a target before anything heavy runs
+    outcome, code = _long_running(lambda progress: run_codesign(config, progress, points=points), quiet=args.quiet)
+    if code is not None:
+        return code
+    summary, folder = outcome
+    _print_codesign(summary, folder)
+    return 0
+
+
+def _print_codesign(s: dict, folder) -> None:
+    keys = [sweep["key"] for sweep in s["sweeps"]]
+    budgets = ", ".join(f"{k.split('_')[0]} {_si(v, {'size_bytes': 'B', 'latency_s': 's', 'energy_j': 'J'}[k])}"
+                        for k, v in s["budgets"].items())
+    print(f"hwsearch codesign: {s['model']} on {len(s['points'])} variants of {s['target']}, budgets {budgets}")
+    header = ["point", *keys, "area mm2", "best proxy", "latency", "energy", "test acc.", "front"]
+    rows = []
+    for r in s["points"]:
+        area = "" if r["hardware"]["area_mm2"] is None else f"{r['hardware']['area_mm2']:.3f}"
+        if r["status"] != "ok":
+            rows.append([r["id"], *(r["params"][k] for k in keys), area, "infeasible", "", "", "", ""])
+            continue
+        b = r["best"]
+        accuracy = (f"{r['retrained']['test_accuracy']:.2%} (retrained)" if r["retrained"]
+                    else f"{b['test_accuracy_compressed']:.2%}")
+        rows.append([r["id"], *(r["params"][k] for k in keys), area, f"{b['proxy']:.4f}", _si(b["latency_s"], "s"),
+                     _si(b["energy_j"], "J"), accuracy, "*" if r["on_front"] else ""])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(f"  front: {', '.join(s['front'])} (best proxy, latency, energy and area: no point better on all)")
+    print(f"  results {folder}/ (report.md, points.csv, accuracy.png, front.png, points/)")
+
+
+COMMANDS = {"targets": _targets, "cost": _cost, "validate": _validate, "calibrate": _calibrate,
+            "codesign": _codesign}
 
 
 if __name__ == "__main__":

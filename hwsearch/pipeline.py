@@ -10,37 +10,42 @@ import json
 import re
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
 
-from cost_models import load_target, make_cost_model
+from cost_models import Target, load_target, make_cost_model
 from hwsearch import artifact, results
 from hwsearch.budget import Budgets
 from hwsearch.config import RunConfig
 from hwsearch.cost_table import build_cost_table
 from hwsearch.errors import HwsearchError
 from hwsearch.knapsack import smallest_for_score
-from hwsearch.layer_graph import LayerGraph
+from hwsearch.layer_graph import Layer, LayerGraph
 from hwsearch.options import Option, layer_options
-from hwsearch.proxy import cached_proxy_table
+from hwsearch.proxy import ProxyTable, cached_proxy_table
 from hwsearch.retrain import retrain
 from hwsearch.study import OBJECTIVES, SearchConfig, pareto_front, run_study, top_feasible
 from hwsearch.training import TrainConfig
-from hwsearch.workload import default_cache_dir, load_workload
+from hwsearch.workload import Workload, default_cache_dir, load_workload
 
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
-def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
-    """Run the whole pipeline; returns the summary and the results folder."""
+def run(config: RunConfig, progress=None, *, prepared: Prepared | None = None,
+        target: Target | None = None) -> tuple[dict, Path]:
+    """Run the whole pipeline; returns the summary and the results folder.
+
+    `prepared` (from `prepare`, same model, data and calibration) skips the stages that do not
+    depend on the hardware; `target` replaces loading `config.target` (a variant built in memory).
+    """
     budgets = Budgets.parse(size=config.budget, latency=config.latency, energy=config.energy)   # fail before work
     search = SearchConfig(budgets, objectives=tuple(config.objectives.split(",")), sampler=config.sampler,
                           trials=config.trials, seed=config.seed)
-    target = load_target(config.target)
+    target = target or load_target(config.target)
     if config.run_id is not None and not _SAFE_NAME.fullmatch(config.run_id):
         raise HwsearchError(f"--run-id {config.run_id!r} is not a plain folder name: use letters, digits, '.', '_' "
                             "and '-' only, not starting with '.'")
@@ -53,7 +58,7 @@ def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     try:
-        summary = _run_stages(config, target, search, run_id, work_dir, progress)
+        summary = _run_stages(config, target, search, run_id, work_dir, progress, prepared)
         work_dir.rename(final_dir)
     except BaseException:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -61,7 +66,8 @@ def run(config: RunConfig, progress=None) -> tuple[dict, Path]:
     return summary, final_dir
 
 
-def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progress) -> dict:
+def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progress,
+                prepared: Prepared | None = None) -> dict:
     def say(message: str) -> None:
         if progress:
             progress.console.print(message, soft_wrap=True, markup=False, highlight=False)
@@ -72,17 +78,20 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
         timings[name] = round(time.perf_counter() - clock, 2)
         clock = time.perf_counter()
 
-    workload = open_workload(config, progress)
+    reused = prepared is not None
+    if prepared is None:
+        prepared = prepare(config, progress)
+    elif prepared.key != prepare_key(config):
+        raise RuntimeError(f"bug: tables prepared for {prepared.key} reused for {prepare_key(config)}")
+    timings.update({stage: 0.0 if reused else seconds for stage, seconds in prepared.timings_s.items()})
+    clock = time.perf_counter()
+    workload, graph, layers, options, fixed, proxy = (prepared.workload, prepared.graph, prepared.layers,
+                                                      prepared.options, prepared.fixed_bytes, prepared.proxy)
     model, data = workload.model, workload.data
     say(f"model {config.model}: test {data.metric_name} {workload.test_accuracy:.2%} "
         f"({'trained now' if workload.trained_now else 'from cache' if config.data is None else 'as given'})")
-    lap("workload")
 
-    graph = LayerGraph.trace(model, workload.example)
-    layers = graph.compressible()
     names = [layer.name for layer in layers]
-    options = {layer.name: layer_options(layer) for layer in layers}
-    fixed = artifact.fixed_bytes(model, model_spec=workload.model_spec, layer_names=names)
     costs = build_cost_table(make_cost_model("analytical", target), layers, options, fixed, graph)
     budgets = search.budgets
     baseline_choice = {name: options[name].index(Option()) for name in names}
@@ -91,12 +100,7 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     say(f"{len(layers)} compressible layers, {sum(map(len, options.values()))} (layer, option) pairs; "
         f"fp32 file {int(baseline['size_bytes']):,} bytes; budgets {limits}")
     lap("tables_cost")
-
-    calibration = data.train.take(config.calibration_size)
-    proxy, reused = cached_proxy_table(model, layers, options, calibration,
-                                       Path(config.cache_dir or default_cache_dir()), progress)
-    say(f"proxy table: {'from cache' if reused else 'computed'}")
-    lap("tables_proxy")
+    say(f"proxy table: {'reused (prepared once for several runs)' if reused else prepared.proxy_source}")
 
     searched = run_study(proxy=proxy, costs=costs, config=search, storage_path=out / "study.journal",
                          study_name=run_id, progress=progress)
@@ -190,6 +194,45 @@ def _run_stages(config, target, search: SearchConfig, run_id, out: Path, progres
     results.plot_layers(out / "layers.png", plan, original_bytes, chosen_bytes)
     results.write_report(out / "report.md", summary, plan, chosen_bytes, original_bytes)
     return summary
+
+
+@dataclass
+class Prepared:
+    """What a run needs that does not depend on the hardware: the trained model and its data, the
+    layer graph, the options and the proxy table. Built once by `prepare`; a co-design sweep or a
+    nightly matrix passes it to every `run` on the same model instead of rebuilding it."""
+    key: tuple                      # the config fields it depends on (prepare_key)
+    workload: Workload
+    graph: LayerGraph
+    layers: list[Layer]
+    options: dict[str, list[Option]]
+    fixed_bytes: int                # the file's bytes outside the compressible layers
+    proxy: ProxyTable
+    proxy_source: str               # "computed" or "from cache" (the disk cache)
+    timings_s: dict[str, float]     # workload, tables_proxy
+
+
+def prepare_key(config: RunConfig) -> tuple:
+    """The fields of a run config that shape the `Prepared` tables."""
+    return (config.model, config.data, config.input, config.eval, config.loss, config.calibration_size,
+            config.cache_dir)
+
+
+def prepare(config: RunConfig, progress=None) -> Prepared:
+    """Load (or train) the model, trace it, list the options and build (or read) the proxy table."""
+    start = time.perf_counter()
+    workload = open_workload(config, progress)
+    loaded = time.perf_counter()
+    graph = LayerGraph.trace(workload.model, workload.example)
+    layers = graph.compressible()
+    options = {layer.name: layer_options(layer) for layer in layers}
+    fixed = artifact.fixed_bytes(workload.model, model_spec=workload.model_spec, layer_names=[l.name for l in layers])
+    calibration = workload.data.train.take(config.calibration_size)
+    proxy, from_cache = cached_proxy_table(workload.model, layers, options, calibration,
+                                           Path(config.cache_dir or default_cache_dir()), progress)
+    timings = {"workload": round(loaded - start, 2), "tables_proxy": round(time.perf_counter() - loaded, 2)}
+    return Prepared(prepare_key(config), workload, graph, layers, options, fixed, proxy,
+                    "from cache" if from_cache else "computed", timings)
 
 
 def open_workload(config: RunConfig, progress=None):

@@ -1,0 +1,193 @@
+"""The folder of a co-design sweep as a person reads it: points.csv, report.md, accuracy.png and front.png.
+
+Everything here reads the sweep's summary (codesign.json) and nothing else, so the table
+and the plots always agree with it.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")   # files only; no display here or in CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+from hwsearch.budget import format_joules, format_seconds, format_size  # noqa: E402
+
+COLUMNS = ["point", "status", "onchip_bytes", "mac_units", "area_mm2", "best_proxy", "size_bytes", "latency_ms",
+           "energy_mj", "binding", "test_acc_compressed", "test_acc_retrained", "on_front", "compression", "folder",
+           "error"]
+
+
+def _row(r: dict) -> dict:
+    hw, b, t = r["hardware"], r["best"] or {}, r["retrained"] or {}
+    return {"point": r["id"], **r["params"], "status": r["status"], "onchip_bytes": hw["onchip_bytes"],
+            "mac_units": hw["mac_units"], "area_mm2": "" if hw["area_mm2"] is None else f"{hw['area_mm2']:.4f}",
+            "best_proxy": f"{b['proxy']:.6f}" if b else "", "size_bytes": b.get("size_bytes", ""),
+            "latency_ms": f"{b['latency_s'] * 1e3:.6g}" if b else "",
+            "energy_mj": f"{b['energy_j'] * 1e3:.6g}" if b else "", "binding": b.get("binding") or "",
+            "test_acc_compressed": f"{b['test_accuracy_compressed']:.4f}" if b else "",
+            "test_acc_retrained": f"{t['test_accuracy']:.4f}" if t else "", "on_front": int(r["on_front"]),
+            "compression": b.get("compression", ""), "folder": r["folder"] or "", "error": r["error"] or ""}
+
+
+def write_points(path: Path, summary: dict) -> None:
+    """One row per hardware point: the swept values, the hardware's cost, the best plan's figures."""
+    keys = [s["key"] for s in summary["sweeps"]]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["point", *keys, *COLUMNS[1:]])
+        writer.writeheader()
+        for record in summary["points"]:
+            writer.writerow(_row(record))
+
+
+def _accuracy(r: dict) -> tuple[float, bool]:
+    """The best test accuracy known for a point, and whether it was retrained."""
+    if r["retrained"]:
+        return r["retrained"]["test_accuracy"], True
+    return r["best"]["test_accuracy_compressed"], False
+
+
+def plot_accuracy(path: Path, summary: dict) -> None:
+    """Best proxy and test accuracy against each swept parameter, one line per setting of the others."""
+    keys = [s["key"] for s in summary["sweeps"]]
+    ok = [r for r in summary["points"] if r["status"] == "ok"]
+    fig, axes = plt.subplots(2, len(keys), figsize=(4.2 * len(keys) + 0.8, 6.4), dpi=110, squeeze=False, sharey="row")
+    for col, key in enumerate(keys):
+        others = [k for k in keys if k != key]
+        groups: dict[tuple, list[dict]] = {}
+        for r in ok:
+            groups.setdefault(tuple(r["params"][k] for k in others), []).append(r)
+        for group, members in groups.items():
+            members.sort(key=lambda r: r["values"][key])
+            x = [r["values"][key] for r in members]
+            label = ", ".join(f"{k}={v}" for k, v in zip(others, group)) or None
+            line, = axes[0, col].plot(x, [r["best"]["proxy"] for r in members], "o-", ms=4, lw=1, label=label)
+            accuracy = [_accuracy(r) for r in members]
+            axes[1, col].plot(x, [a for a, _ in accuracy], "-", lw=1, c=line.get_color())
+            for xi, (a, tuned) in zip(x, accuracy):
+                axes[1, col].plot([xi], [a], "o", ms=6 if tuned else 5, c=line.get_color(),
+                                  mfc=line.get_color() if tuned else "white")
+        values = sorted({r["values"][key] for r in ok})
+        if values and values[0] > 0 and values[-1] / values[0] >= 8:
+            for row in (0, 1):
+                axes[row, col].set_xscale("log")
+        if key == "pe":   # the axis counts PEs; the ticks name the shapes
+            shapes = {r["values"][key]: r["params"][key] for r in ok}
+            for row in (0, 1):
+                axes[row, col].set_xticks(list(shapes), list(shapes.values()), fontsize=8)
+                axes[row, col].minorticks_off()
+        axes[1, col].set_xlabel(key + (" (PE array; axis: PE count)" if key == "pe" else ""))
+        if len(groups) > 1 and len(groups) <= 8:
+            axes[0, col].legend(fontsize=7)
+    axes[0, 0].set_ylabel("best proxy within the budgets\n(summed relative output error)")
+    axes[1, 0].set_ylabel(f"test {summary['metric']}\n(filled: retrained; open: compressed)")
+    infeasible = len(summary["points"]) - len(ok)
+    fig.suptitle(f"{summary['model']} on {summary['target']} variants, budgets {_budgets(summary)}"
+                 + (f" ({infeasible} infeasible points not shown)" if infeasible else ""), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_front(path: Path, summary: dict) -> None:
+    """Latency against energy of every point's best plan, coloured by area (or on-chip bytes); the
+    front across hardware marked and labelled with its compression."""
+    ok = [r for r in summary["points"] if r["status"] == "ok"]
+    has_area = all(r["hardware"]["area_mm2"] is not None for r in ok)
+    colour = [r["hardware"]["area_mm2"] if has_area else r["hardware"]["onchip_bytes"] / 1024 for r in ok]
+    (t_scale, t_unit), (e_scale, e_unit) = (_scale([r["best"]["latency_s"] for r in ok], "s"),
+                                            _scale([r["best"]["energy_j"] for r in ok], "J"))
+    x = [r["best"]["latency_s"] * t_scale for r in ok]
+    y = [r["best"]["energy_j"] * e_scale for r in ok]
+    front = [r["on_front"] for r in ok]
+    fig, ax = plt.subplots(figsize=(8.5, 5.6), dpi=110)
+    style = {"cmap": "viridis", "vmin": min(colour), "vmax": max(colour)}
+    dots = ax.scatter([a for a, f in zip(x, front) if not f], [b for b, f in zip(y, front) if not f],
+                      c=[c for c, f in zip(colour, front) if not f], s=30, label="dominated", **style)
+    stars = ax.scatter([a for a, f in zip(x, front) if f], [b for b, f in zip(y, front) if f],
+                       c=[c for c, f in zip(colour, front) if f], s=170, marker="*", edgecolors="k", zorder=5,
+                       label="front across hardware", **style)
+    middle = (min(x) + max(x)) / 2
+    for i, (r, a, b) in enumerate(sorted(((r, a, b) for r, a, b, f in zip(ok, x, y, front) if f),
+                                         key=lambda t: (t[1], t[2]))):
+        right = a <= middle or min(x) == max(x)
+        ax.annotate(f"{r['id']} {r['label']}\n{r['best']['compression']}; {_accuracy(r)[0]:.1%}", (a, b), fontsize=7,
+                    textcoords="offset points", xytext=(8 if right else -8, 8 - 24 * (i % 3)),   # staggered
+                    ha="left" if right else "right")
+    ax.margins(0.12)
+    fig.colorbar(stars if any(front) else dots, ax=ax,
+                 label="area estimate (mm^2 at 32 nm)" if has_area else "on-chip memory (KiB)")
+    ax.set_xlabel(f"predicted latency of the best plan ({t_unit})")
+    ax.set_ylabel(f"predicted energy of the best plan ({e_unit})")
+    ax.set_title(f"{summary['model']} on {summary['target']} variants, budgets {_budgets(summary)}\n"
+                 "front: no other point as low on best proxy, latency, energy and area; labels: point, compression, "
+                 "test accuracy", fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _scale(values: list[float], unit: str) -> tuple[float, str]:
+    """The SI prefix that puts the largest value between 1 and 1000."""
+    top = max(values)
+    for prefix, scale in (("", 1.0), ("m", 1e3), ("u", 1e6), ("n", 1e9)):
+        if top * scale >= 1:
+            return scale, prefix + unit
+    return 1e12, "p" + unit
+
+
+def _budgets(summary: dict) -> str:
+    text = {"size_bytes": lambda v: format_size(int(v)), "latency_s": format_seconds, "energy_j": format_joules}
+    return ", ".join(text[k](v) for k, v in summary["budgets"].items())
+
+
+def write_report(path: Path, summary: dict) -> None:
+    keys = [s["key"] for s in summary["sweeps"]]
+    ok = [r for r in summary["points"] if r["status"] == "ok"]
+    retrained = sum(r["retrained"] is not None for r in summary["points"])
+    t = summary["timings_s"]
+    lines = [
+        f"# hwsearch codesign {summary['run_id']}",
+        "",
+        f"Model `{summary['model']}` (test {summary['metric']} {summary['baseline_test_accuracy']:.2%} in fp32) on "
+        f"variants of `{summary['target']}`, budgets {_budgets(summary)}; swept: "
+        + "; ".join(f"{s['key']} = {', '.join(s['values'])}" for s in summary["sweeps"]) + ".",
+        "",
+        f"{len(summary['points'])} hardware points, {len(ok)} within the budgets, {len(summary['front'])} on the "
+        f"front across hardware (no other point as low on best proxy, latency, energy and area, and lower on one); "
+        f"{retrained} retrained ({summary['retrain']}). The model and the proxy table were prepared once "
+        f"({summary['prepared']['proxy_table']}) and reused by every point. Wall time {t['prepare']:.0f} s preparing, "
+        f"{t['points']:.0f} s for the points, {t['retrain']:.0f} s retraining.",
+        "",
+        "Latency, energy and size are the predictions for each point's best plan (lowest proxy within the "
+        "budgets); test accuracy is that plan's, compressed, or the exported model's after retraining. Area: "
+        f"MACs and storage only, at {summary['area_model']['node']} (cost_models/area.py).",
+        "",
+        "| point | " + " | ".join(keys) + " | on-chip | MACs | area mm² | best proxy | size | latency | energy | "
+        "test acc. | compression | front |",
+        "|---|" + "---|" * len(keys) + "---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary["points"]:
+        hw, b = r["hardware"], r["best"]
+        head = f"| {r['id']} | " + " | ".join(r["params"][k] for k in keys)
+        area = "" if hw["area_mm2"] is None else f"{hw['area_mm2']:.3f}"
+        if b is None:
+            lines.append(f"{head} | {hw['onchip_bytes'] / 1024:,.1f} KiB | {hw['mac_units']:,} | {area} | "
+                         f"infeasible | | | | | | |")
+            continue
+        accuracy, tuned = _accuracy(r)
+        lines.append(f"{head} | {hw['onchip_bytes'] / 1024:,.1f} KiB | {hw['mac_units']:,} | {area} | "
+                     f"{b['proxy']:.4f} | {b['size_bytes']:,} B | {format_seconds(b['latency_s'])} | "
+                     f"{format_joules(b['energy_j'])} | {accuracy:.2%}{' (retrained)' if tuned else ''} | "
+                     f"{b['compression']} | {'yes' if r['on_front'] else ''} |")
+    infeasible = [r for r in summary["points"] if r["status"] != "ok"]
+    if infeasible:
+        lines += ["", "Infeasible points:", ""] + [f"- {r['id']} ({r['label']}): {r['error']}" for r in infeasible]
+    lines += ["", "![Best proxy and accuracy against each swept parameter](accuracy.png)", "",
+              "![Latency, energy and area of every point](front.png)", "",
+              "Each point's run folder is `points/<point>/` (summary.json, report.md, model.hws, and target.yaml, "
+              "the target it ran on).", ""]
+    path.write_text("\n".join(lines))
