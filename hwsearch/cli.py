@@ -10,6 +10,7 @@ Other commands, on the cost side:
 and for sweeps and pipelines:
 
     hwsearch codesign --target eyeriss-like --sweep glb_kb=64,128,256 --sweep pe=12x14,16x16 --budget 2MB
+    hwsearch nightly nightly.yaml                            a matrix of searches, idempotent
 
 Bad input ends with one line on stderr (what is wrong and how to fix it) and exit 2.
 """
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Find the per-layer compression (rank, sparsity, bits) that keeps the most accuracy "
                     "within a size budget on a hardware target, confirm it by retraining and export it.",
         epilog=SIZES + " The exported file is at most the budget. "
-               "Other commands: hwsearch targets | cost | validate | calibrate | codesign "
+               "Other commands: hwsearch targets | cost | validate | calibrate | codesign | nightly "
                "(each with --help).")
     _run_arguments(p)
     return p
@@ -392,8 +393,36 @@ def _print_codesign(s: dict, folder) -> None:
     print(f"  results {folder}/ (report.md, points.csv, accuracy.png, front.png, points/)")
 
 
+def _nightly(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="hwsearch nightly", allow_abbrev=False,
+        description="Run a matrix of searches from a YAML file, each into its own run folder, and write one "
+                    "nightly.json with every entry's figures. Entries already finished are skipped; a failing entry "
+                    "does not stop the others. Exit 0 when every entry finished within its accuracy floor, 1 when "
+                    "any failed or fell below it, 2 for a bad file.")
+    p.add_argument("file", help="the nightly file (see nightly.yaml in the repository)")
+    p.add_argument("--cache-dir", default=None, help="trained-model cache (default $HWSEARCH_CACHE or ~/.cache/hwsearch)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines; print the summary only")
+    args = p.parse_args(argv)
+    from hwsearch.nightly import exit_code, load_nightly, run_nightly
+
+    nightly = load_nightly(args.file, cache_dir=args.cache_dir)   # the whole file checked before anything runs
+    report, code = _long_running(lambda progress: run_nightly(nightly, progress), quiet=args.quiet,
+                                 folders="results in the nightly file, --cache-dir")
+    if code is not None:
+        return code
+    c = report["counts"]
+    print(f"hwsearch nightly: {c['entries']} entries: {c['ok']} ok, {c['below floor']} below the accuracy floor, "
+          f"{c['failed']} failed ({c['skipped']} finished earlier and skipped)")
+    for r in report["entries"]:
+        if r["status"] != "ok":
+            print(f"  {r['name']}: {r['status']}: {r['error']}")
+    print(f"  results {report['results']}/nightly.json")
+    return exit_code(report)
+
+
 COMMANDS = {"targets": _targets, "cost": _cost, "validate": _validate, "calibrate": _calibrate,
-            "codesign": _codesign}
+            "codesign": _codesign, "nightly": _nightly}
 
 
 if __name__ == "__main__":
