@@ -11,6 +11,7 @@ and for sweeps and pipelines:
 
     hwsearch codesign --target eyeriss-like --sweep glb_kb=64,128,256 --sweep pe=12x14,16x16 --budget 2MB
     hwsearch nightly nightly.yaml                            a matrix of searches, idempotent
+    hwsearch compare OLD NEW                                 regressions between two runs or nightlies (exit 1)
 
 Bad input ends with one line on stderr (what is wrong and how to fix it) and exit 2.
 """
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Find the per-layer compression (rank, sparsity, bits) that keeps the most accuracy "
                     "within a size budget on a hardware target, confirm it by retraining and export it.",
         epilog=SIZES + " The exported file is at most the budget. "
-               "Other commands: hwsearch targets | cost | validate | calibrate | codesign | nightly "
+               "Other commands: hwsearch targets | cost | validate | calibrate | codesign | nightly | compare "
                "(each with --help).")
     _run_arguments(p)
     return p
@@ -421,8 +422,36 @@ def _nightly(argv: list[str]) -> int:
     return exit_code(report)
 
 
+def _compare(argv: list[str]) -> int:
+    from hwsearch.compare import Tolerances
+
+    d = Tolerances()
+    p = argparse.ArgumentParser(
+        prog="hwsearch compare", allow_abbrev=False,
+        description="Compare two run folders, or two nightly.json files, and list the regressions: test accuracy "
+                    "down, or size, latency or energy up, beyond the tolerances; an entry that failed or went "
+                    "missing. Exit 1 on a regression, 0 otherwise, 2 for bad input.")
+    p.add_argument("old", help="the reference: a run folder or a nightly.json (or the folder holding it)")
+    p.add_argument("new", help="the run to check, of the same kind")
+    p.add_argument("--accuracy-tol", type=float, default=d.accuracy_points,
+                   help=f"points of test accuracy NEW may lose (default {d.accuracy_points:g})")
+    p.add_argument("--size-tol", type=float, default=d.size_pct, help=f"percent the file may grow (default {d.size_pct:g})")
+    p.add_argument("--latency-tol", type=float, default=d.latency_pct,
+                   help=f"percent the predicted latency may grow (default {d.latency_pct:g})")
+    p.add_argument("--energy-tol", type=float, default=d.energy_pct,
+                   help=f"percent the predicted energy may grow (default {d.energy_pct:g})")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    args = p.parse_args(argv)
+    from hwsearch.compare import compare, format_table
+
+    result = compare(args.old, args.new, Tolerances(args.accuracy_tol, args.size_tol, args.latency_tol,
+                                                    args.energy_tol))
+    print(json.dumps(result, indent=1) if args.json else format_table(result))
+    return 1 if result["regressions"] else 0
+
+
 COMMANDS = {"targets": _targets, "cost": _cost, "validate": _validate, "calibrate": _calibrate,
-            "codesign": _codesign, "nightly": _nightly}
+            "codesign": _codesign, "nightly": _nightly, "compare": _compare}
 
 
 if __name__ == "__main__":
