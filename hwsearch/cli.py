@@ -375,23 +375,22 @@ def _print_codesign(s: dict, folder) -> None:
     budgets = ", ".join(f"{k.split('_')[0]} {_si(v, {'size_bytes': 'B', 'latency_s': 's', 'energy_j': 'J'}[k])}"
                         for k, v in s["budgets"].items())
     print(f"hwsearch codesign: {s['model']} on {len(s['points'])} variants of {s['target']}, budgets {budgets}")
-    header = ["point", *keys, "area mm2", "best proxy", "latency", "energy", "test acc.", "front"]
+    header = ["point", *keys, "area mm2", "best proxy", "size", "latency", "energy", "front", "retrained test acc."]
     rows = []
     for r in s["points"]:
         area = "" if r["hardware"]["area_mm2"] is None else f"{r['hardware']['area_mm2']:.3f}"
         if r["status"] != "ok":
-            rows.append([r["id"], *(r["params"][k] for k in keys), area, "infeasible", "", "", "", ""])
+            rows.append([r["id"], *(r["params"][k] for k in keys), area, "infeasible", "", "", "", "", ""])
             continue
         b = r["best"]
-        accuracy = (f"{r['retrained']['test_accuracy']:.2%} (retrained)" if r["retrained"]
-                    else f"{b['test_accuracy_compressed']:.2%}")
-        rows.append([r["id"], *(r["params"][k] for k in keys), area, f"{b['proxy']:.4f}", _si(b["latency_s"], "s"),
-                     _si(b["energy_j"], "J"), accuracy, "*" if r["on_front"] else ""])
+        rows.append([r["id"], *(r["params"][k] for k in keys), area, f"{b['proxy']:.4f}", f"{b['size_bytes']:,} B",
+                     _si(b["latency_s"], "s"), _si(b["energy_j"], "J"), "*" if r["on_front"] else "",
+                     f"{r['retrained']['test_accuracy']:.2%}" if r["retrained"] else ""])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     print(f"  front: {', '.join(s['front'])} (best proxy, latency, energy and area: no point better on all)")
-    print(f"  results {folder}/ (report.md, points.csv, accuracy.png, front.png, points/)")
+    print(f"  results {folder}/ (report.md, points.csv, accuracy.png, front.png, points/<point>/run/ where retrained)")
 
 
 def _nightly(argv: list[str]) -> int:

@@ -3,20 +3,21 @@
     hwsearch codesign --target eyeriss-like --sweep glb_kb=64,128,256 --sweep pe=12x14,16x16 --budget 2MB
 
 The trained model, its layer graph, the options and the proxy table do not depend on the
-hardware: `pipeline.prepare` builds them once and every point's run reuses them in memory,
-so a point redoes only its cost table and its study. Every point first runs without
-fine-tuning (its best plan within the budgets is exported compressed and tested as it is);
-then the points on the front across hardware (best proxy, latency, energy and area: no other
-point is as good on all four and better on one) run again with retraining, exactly as
-`hwsearch --target <the point's target.yaml>` would run alone. `--retrain all` retrains every
-point in one pass, `--retrain none` none.
+hardware: `pipeline.prepare` builds them once and every point reuses them in memory. A point
+redoes only its cost table and its study, which give its best plan within the budgets (lowest
+proxy) and that plan's predicted size, latency and energy. The points on the front across
+hardware (best proxy, latency, energy and area: no other point is as good on all four and
+better on one) then run whole, with retraining and export, as `hwsearch --target <the
+point's target.yaml>` would run alone; `--retrain all` runs every point so, `--retrain none`
+none.
 
 A point whose budgets no plan can meet on its hardware is kept in the table as infeasible;
 a sweep where no point can meet them is an error, like a single run's.
 
 Results: `results/codesign-<target>-<budgets>-<model>-<time>/` (written as `.partial` and
 renamed at the end): codesign.json, points.csv, report.md, accuracy.png, front.png, and
-points/<id>/, one run folder per point beside the target YAML it ran on.
+points/<id>/ per point: target.yaml (the target it ran on), study.journal, candidates.csv,
+and run/, the run folder of a retrained point.
 """
 from __future__ import annotations
 
@@ -122,13 +123,11 @@ def _sweep(config: CodesignConfig, points: list[Point], budgets: Budgets, run_id
         f"{prepared.proxy_source}, built once for all {len(points)} hardware points")
     timings = {"prepare": round(time.perf_counter() - start, 2)}
 
-    retrain_all = config.retrain == "all"
-    first = config.run if retrain_all else replace(config.run, top_k=1, finetune_epochs=0)
     task = progress.add_task("codesign: hardware points", total=len(points)) if progress else None
     records = []
     clock = time.perf_counter()
     for point in points:
-        record = _run_point(point, first, prepared, out / "points", bars, retrained=retrain_all)
+        record = _search_point(point, config.run, budgets, prepared, out / "points" / point.id, bars)
         records.append(record)
         say(_line(record))
         if progress:
@@ -146,19 +145,16 @@ def _sweep(config: CodesignConfig, points: list[Point], budgets: Budgets, run_id
         record["on_front"] = record["id"] in front
 
     clock = time.perf_counter()
-    if config.retrain == "front":
-        task = progress.add_task("codesign: retraining the front", total=len(front)) if progress else None
-        for i, record in enumerate(records):
-            if record["on_front"]:
-                point = next(p for p in points if p.id == record["id"])
-                shutil.rmtree(out / record["folder"])
-                records[i] = _run_point(point, config.run, prepared, out / "points", bars, retrained=True)
-                records[i]["on_front"] = True
-                say(_line(records[i]))
-                if progress:
-                    progress.advance(task)
+    chosen = [] if config.retrain == "none" else [r for r in feasible if config.retrain == "all" or r["on_front"]]
+    task = progress.add_task("codesign: retraining", total=len(chosen)) if progress and chosen else None
+    for record in chosen:
+        point = next(p for p in points if p.id == record["id"])
+        record["retrained"] = _retrain_point(point, config.run, prepared, out / "points" / point.id, bars)
+        say(_line(record))
         if progress:
-            progress.remove_task(task)
+            progress.advance(task)
+    if task is not None:
+        progress.remove_task(task)
     timings["retrain"] = round(time.perf_counter() - clock, 2)
 
     summary = {
@@ -192,36 +188,52 @@ def _sweep(config: CodesignConfig, points: list[Point], budgets: Budgets, run_id
     return summary
 
 
-def _run_point(point: Point, config: RunConfig, prepared, points_dir: Path, bars, *, retrained: bool) -> dict:
-    """One point's run (`pipeline.run` on the point's target with the prepared tables) as a table record."""
-    from hwsearch.options import Option
-    from hwsearch.pipeline import run
+def _search_point(point: Point, config: RunConfig, budgets: Budgets, prepared, folder: Path, bars) -> dict:
+    """One point's cost table and study on the prepared tables: its best plan within the budgets as a record."""
+    from cost_models import make_cost_model
+    from hwsearch.cost_table import build_cost_table
+    from hwsearch.pipeline import binding_budget
+    from hwsearch.results import write_candidates
+    from hwsearch.study import SearchConfig, run_study
 
-    record = {"id": point.id, "label": point.label, "params": {k: format_value(v) for k, v in point.params.items()},
-              "values": {k: _numeric(v) for k, v in point.params.items()}, "target": point.target.name,
-              "fields": point.fields, "hardware": hardware_figures(point.target), "folder": f"points/{point.id}",
-              "status": "ok", "error": None, "on_front": False, "best": None, "retrained": None}
-    run_config = replace(config, target=point.target.name, run_id=point.id, results_dir=str(points_dir))
-    try:
-        summary, folder = run(run_config, bars, prepared=prepared, target=point.target)
-    except BudgetInfeasible as exc:
-        return {**record, "status": "infeasible", "error": str(exc), "folder": None}
+    folder.mkdir(parents=True)
     (folder / "target.yaml").write_text(
         f"# {point.target.name}: written by hwsearch codesign from the target {point.target.name.partition('[')[0]}"
         f" with {point.label}\n# (the base target's file cites the source of every figure)\n"
         + yaml.safe_dump(point.data, sort_keys=False))
-    plan = {name: Option.from_dict(option) for name, option in json.loads((folder / "plan.json").read_text()).items()}
-    best = summary["retrained"][0]         # the feasible plan of lowest proxy (the candidates come sorted by it)
-    record["best"] = {"proxy": best["proxy"], "size_bytes": best["size_bytes"], "latency_s": best["latency_s"],
-                      "energy_j": best["energy_j"], "test_accuracy_compressed": best["accuracy_before"],
-                      "binding": summary["binding"], "compression": plan_label(plan)}
-    if retrained:
-        final = summary["final"]
-        record["retrained"] = {"test_accuracy": final["test_accuracy"], "size_bytes": final["size_bytes"],
-                               "latency_s": final["latency_s"], "energy_j": final["energy_j"],
-                               "fine_tuned_kept": final["fine_tuned_kept"],
-                               "floor_met": summary["accuracy_floor"]["met"], "epochs": config.finetune_epochs}
+    record = {"id": point.id, "label": point.label, "params": {k: format_value(v) for k, v in point.params.items()},
+              "values": {k: _numeric(v) for k, v in point.params.items()}, "target": point.target.name,
+              "fields": point.fields, "hardware": hardware_figures(point.target), "folder": f"points/{point.id}",
+              "status": "ok", "error": None, "on_front": False, "best": None, "retrained": None}
+    costs = build_cost_table(make_cost_model("analytical", point.target), prepared.layers, prepared.options,
+                             prepared.fixed_bytes, prepared.graph)
+    search = SearchConfig(budgets, sampler=config.sampler, trials=config.trials, seed=config.seed)
+    try:
+        searched = run_study(proxy=prepared.proxy, costs=costs, config=search, storage_path=folder / "study.journal",
+                             study_name=point.id, progress=bars)
+    except BudgetInfeasible as exc:
+        return {**record, "status": "infeasible", "error": str(exc)}
+    write_candidates(folder / "candidates.csv", searched.candidates, prepared.options)
+    best = min((c for c in searched.candidates if c.feasible), key=lambda c: (c.proxy, c.trial))
+    record["best"] = {"proxy": best.proxy, "size_bytes": int(best.totals["size_bytes"]),
+                      "latency_s": best.totals["latency_s"], "energy_j": best.totals["energy_j"],
+                      "binding": binding_budget(budgets, best.totals), "trial": best.trial,
+                      "exact_optimum": searched.optimum.score, "compression": plan_label(best.plan(prepared.options))}
     return record
+
+
+def _retrain_point(point: Point, config: RunConfig, prepared, folder: Path, bars) -> dict:
+    """The whole run (retraining, export, report) on the point's target, into `folder`/run."""
+    from hwsearch.pipeline import run
+
+    run_config = replace(config, target=point.target.name, run_id="run", results_dir=str(folder))
+    summary, _ = run(run_config, bars, prepared=prepared, target=point.target)
+    final = summary["final"]
+    return {"test_accuracy": final["test_accuracy"], "size_bytes": final["size_bytes"],
+            "latency_s": final["latency_s"], "energy_j": final["energy_j"], "proxy": final["proxy"],
+            "best_proxy": summary["search"]["best_proxy"], "fine_tuned_kept": final["fine_tuned_kept"],
+            "floor_met": summary["accuracy_floor"]["met"], "epochs": config.finetune_epochs,
+            "folder": f"points/{point.id}/run"}
 
 
 def _numeric(value) -> float:
@@ -275,12 +287,11 @@ def plan_label(plan: dict) -> str:
 def _line(r: dict) -> str:
     if r["status"] != "ok":
         return f"{r['id']} {r['label']}: infeasible ({r['error']})"
-    b, hw = r["best"], r["hardware"]
+    b, hw, t = r["best"], r["hardware"], r["retrained"]
     area = f", {hw['area_mm2']:.3f} mm2" if hw["area_mm2"] is not None else ""
-    tested = (f"test {r['retrained']['test_accuracy']:.2%} retrained" if r["retrained"]
-              else f"test {b['test_accuracy_compressed']:.2%} compressed")
+    tested = f"; retrained: test {t['test_accuracy']:.2%} ({t['folder']})" if t else ""
     return (f"{r['id']} {r['label']}: proxy {b['proxy']:.4f}, {b['latency_s'] * 1e3:.4g} ms, "
-            f"{b['energy_j'] * 1e3:.4g} mJ{area}; {tested}; {b['compression']}")
+            f"{b['energy_j'] * 1e3:.4g} mJ{area}; {b['compression']}{tested}")
 
 
 __all__ = ["CodesignConfig", "RETRAIN", "SweepError", "front_ids", "plan_grid", "plan_label", "run_codesign"]

@@ -16,8 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from hwsearch.budget import format_joules, format_seconds, format_size  # noqa: E402
 
 COLUMNS = ["point", "status", "onchip_bytes", "mac_units", "area_mm2", "best_proxy", "size_bytes", "latency_ms",
-           "energy_mj", "binding", "test_acc_compressed", "test_acc_retrained", "on_front", "compression", "folder",
-           "error"]
+           "energy_mj", "binding", "on_front", "compression", "test_acc_retrained", "folder", "error"]
 
 
 def _row(r: dict) -> dict:
@@ -27,9 +26,9 @@ def _row(r: dict) -> dict:
             "best_proxy": f"{b['proxy']:.6f}" if b else "", "size_bytes": b.get("size_bytes", ""),
             "latency_ms": f"{b['latency_s'] * 1e3:.6g}" if b else "",
             "energy_mj": f"{b['energy_j'] * 1e3:.6g}" if b else "", "binding": b.get("binding") or "",
-            "test_acc_compressed": f"{b['test_accuracy_compressed']:.4f}" if b else "",
-            "test_acc_retrained": f"{t['test_accuracy']:.4f}" if t else "", "on_front": int(r["on_front"]),
-            "compression": b.get("compression", ""), "folder": r["folder"] or "", "error": r["error"] or ""}
+            "on_front": int(r["on_front"]), "compression": b.get("compression", ""),
+            "test_acc_retrained": f"{t['test_accuracy']:.4f}" if t else "", "folder": t["folder"] if t else r["folder"],
+            "error": r["error"] or ""}
 
 
 def write_points(path: Path, summary: dict) -> None:
@@ -42,15 +41,9 @@ def write_points(path: Path, summary: dict) -> None:
             writer.writerow(_row(record))
 
 
-def _accuracy(r: dict) -> tuple[float, bool]:
-    """The best test accuracy known for a point, and whether it was retrained."""
-    if r["retrained"]:
-        return r["retrained"]["test_accuracy"], True
-    return r["best"]["test_accuracy_compressed"], False
-
-
 def plot_accuracy(path: Path, summary: dict) -> None:
-    """Best proxy and test accuracy against each swept parameter, one line per setting of the others."""
+    """Best proxy (every point) and test accuracy (the retrained points) against each swept parameter,
+    one line per setting of the other parameters."""
     keys = [s["key"] for s in summary["sweeps"]]
     ok = [r for r in summary["points"] if r["status"] == "ok"]
     fig, axes = plt.subplots(2, len(keys), figsize=(4.2 * len(keys) + 0.8, 6.4), dpi=110, squeeze=False, sharey="row")
@@ -61,14 +54,12 @@ def plot_accuracy(path: Path, summary: dict) -> None:
             groups.setdefault(tuple(r["params"][k] for k in others), []).append(r)
         for group, members in groups.items():
             members.sort(key=lambda r: r["values"][key])
-            x = [r["values"][key] for r in members]
             label = ", ".join(f"{k}={v}" for k, v in zip(others, group)) or None
-            line, = axes[0, col].plot(x, [r["best"]["proxy"] for r in members], "o-", ms=4, lw=1, label=label)
-            accuracy = [_accuracy(r) for r in members]
-            axes[1, col].plot(x, [a for a, _ in accuracy], "-", lw=1, c=line.get_color())
-            for xi, (a, tuned) in zip(x, accuracy):
-                axes[1, col].plot([xi], [a], "o", ms=6 if tuned else 5, c=line.get_color(),
-                                  mfc=line.get_color() if tuned else "white")
+            line, = axes[0, col].plot([r["values"][key] for r in members], [r["best"]["proxy"] for r in members],
+                                      "o-", ms=4, lw=1, label=label)
+            tested = [r for r in members if r["retrained"]]
+            axes[1, col].plot([r["values"][key] for r in tested], [r["retrained"]["test_accuracy"] for r in tested],
+                              "o-", ms=5, lw=1, c=line.get_color())
         values = sorted({r["values"][key] for r in ok})
         if values and values[0] > 0 and values[-1] / values[0] >= 8:
             for row in (0, 1):
@@ -79,10 +70,10 @@ def plot_accuracy(path: Path, summary: dict) -> None:
                 axes[row, col].set_xticks(list(shapes), list(shapes.values()), fontsize=8)
                 axes[row, col].minorticks_off()
         axes[1, col].set_xlabel(key + (" (PE array; axis: PE count)" if key == "pe" else ""))
-        if len(groups) > 1 and len(groups) <= 8:
+        if 1 < len(groups) <= 8:
             axes[0, col].legend(fontsize=7)
     axes[0, 0].set_ylabel("best proxy within the budgets\n(summed relative output error)")
-    axes[1, 0].set_ylabel(f"test {summary['metric']}\n(filled: retrained; open: compressed)")
+    axes[1, 0].set_ylabel(f"test {summary['metric']} after retraining\n(retrained points only)")
     infeasible = len(summary["points"]) - len(ok)
     fig.suptitle(f"{summary['model']} on {summary['target']} variants, budgets {_budgets(summary)}"
                  + (f" ({infeasible} infeasible points not shown)" if infeasible else ""), fontsize=10)
@@ -113,7 +104,8 @@ def plot_front(path: Path, summary: dict) -> None:
     for i, (r, a, b) in enumerate(sorted(((r, a, b) for r, a, b, f in zip(ok, x, y, front) if f),
                                          key=lambda t: (t[1], t[2]))):
         right = a <= middle or min(x) == max(x)
-        ax.annotate(f"{r['id']} {r['label']}\n{r['best']['compression']}; {_accuracy(r)[0]:.1%}", (a, b), fontsize=7,
+        tested = f"; {r['retrained']['test_accuracy']:.1%}" if r["retrained"] else ""
+        ax.annotate(f"{r['id']} {r['label']}\n{r['best']['compression']}{tested}", (a, b), fontsize=7,
                     textcoords="offset points", xytext=(8 if right else -8, 8 - 24 * (i % 3)),   # staggered
                     ha="left" if right else "right")
     ax.margins(0.12)
@@ -123,7 +115,7 @@ def plot_front(path: Path, summary: dict) -> None:
     ax.set_ylabel(f"predicted energy of the best plan ({e_unit})")
     ax.set_title(f"{summary['model']} on {summary['target']} variants, budgets {_budgets(summary)}\n"
                  "front: no other point as low on best proxy, latency, energy and area; labels: point, compression, "
-                 "test accuracy", fontsize=8)
+                 "test accuracy after retraining", fontsize=8)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(path)
@@ -163,11 +155,11 @@ def write_report(path: Path, summary: dict) -> None:
         f"{t['points']:.0f} s for the points, {t['retrain']:.0f} s retraining.",
         "",
         "Latency, energy and size are the predictions for each point's best plan (lowest proxy within the "
-        "budgets); test accuracy is that plan's, compressed, or the exported model's after retraining. Area: "
+        "budgets); test accuracy is the exported model's after retraining, where the point was retrained. Area: "
         f"MACs and storage only, at {summary['area_model']['node']} (cost_models/area.py).",
         "",
         "| point | " + " | ".join(keys) + " | on-chip | MACs | area mm² | best proxy | size | latency | energy | "
-        "test acc. | compression | front |",
+        "test acc. (retrained) | compression | front |",
         "|---|" + "---|" * len(keys) + "---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary["points"]:
@@ -178,16 +170,17 @@ def write_report(path: Path, summary: dict) -> None:
             lines.append(f"{head} | {hw['onchip_bytes'] / 1024:,.1f} KiB | {hw['mac_units']:,} | {area} | "
                          f"infeasible | | | | | | |")
             continue
-        accuracy, tuned = _accuracy(r)
+        tested = f"{r['retrained']['test_accuracy']:.2%}" if r["retrained"] else ""
         lines.append(f"{head} | {hw['onchip_bytes'] / 1024:,.1f} KiB | {hw['mac_units']:,} | {area} | "
                      f"{b['proxy']:.4f} | {b['size_bytes']:,} B | {format_seconds(b['latency_s'])} | "
-                     f"{format_joules(b['energy_j'])} | {accuracy:.2%}{' (retrained)' if tuned else ''} | "
-                     f"{b['compression']} | {'yes' if r['on_front'] else ''} |")
+                     f"{format_joules(b['energy_j'])} | {tested} | {b['compression']} | "
+                     f"{'yes' if r['on_front'] else ''} |")
     infeasible = [r for r in summary["points"] if r["status"] != "ok"]
     if infeasible:
         lines += ["", "Infeasible points:", ""] + [f"- {r['id']} ({r['label']}): {r['error']}" for r in infeasible]
     lines += ["", "![Best proxy and accuracy against each swept parameter](accuracy.png)", "",
               "![Latency, energy and area of every point](front.png)", "",
-              "Each point's run folder is `points/<point>/` (summary.json, report.md, model.hws, and target.yaml, "
-              "the target it ran on).", ""]
+              "Each point's folder is `points/<point>/`: target.yaml (the target it ran on), study.journal and "
+              "candidates.csv (its study), and run/, the whole run of a retrained point (summary.json, report.md, "
+              "model.hws).", ""]
     path.write_text("\n".join(lines))

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from cost_models import load_target
-from hwsearch import pipeline, proxy
+from hwsearch import cost_table, pipeline, proxy
 from hwsearch.codesign import CodesignConfig, front_ids, plan_grid, run_codesign
 from hwsearch.config import RunConfig
 from hwsearch.errors import BudgetInfeasible
@@ -40,7 +40,8 @@ def sweep(model_cache, tmp_path_factory):
     counts: dict[str, int] = {}
     with pytest.MonkeyPatch.context() as patch:
         for module, name in ((proxy, "build_proxy_table"), (pipeline, "open_workload"),
-                             (pipeline, "cached_proxy_table"), (pipeline, "build_cost_table")):
+                             (pipeline, "cached_proxy_table"), (pipeline, "build_cost_table"),
+                             (cost_table, "build_cost_table")):
             _counting(patch, module, name, counts)
         run = RunConfig(model="lenet5_digits", target="eyeriss-like", budget="20KB", trials=30, top_k=2,
                         finetune_epochs=1, cache_dir=str(_fresh_cache(model_cache, tmp)), results_dir=str(tmp / "results"),
@@ -54,11 +55,12 @@ def test_the_model_and_the_proxy_table_are_built_once_for_every_point(sweep):
     assert counts["open_workload"] == 1 and counts["cached_proxy_table"] == 1
     assert counts["build_proxy_table"] == 1                      # computed once (the cache was empty), then reused
     retrained = len(summary["front"])
-    assert counts["build_cost_table"] == len(summary["points"]) + retrained   # only the hardware's tables are redone
+    assert counts["build_cost_table"] == len(summary["points"]) + retrained   # only the hardware's tables are redone:
+    # once per point for its study, once more for each retrained point's whole run
     assert summary["prepared"] == {"builds": 1, "proxy_table": "computed", "timings_s": summary["prepared"]["timings_s"]}
 
 
-def test_every_point_is_a_real_run_folder_on_its_own_target(sweep):
+def test_every_point_searches_its_own_target_and_the_front_runs_whole(sweep):
     summary, folder, _ = sweep
     assert [r["id"] for r in summary["points"]] == ["p01", "p02", "p03", "p04"]
     assert not list(folder.parent.glob(".*.partial"))
@@ -66,18 +68,19 @@ def test_every_point_is_a_real_run_folder_on_its_own_target(sweep):
         assert (folder / name).stat().st_size > 0, name
     rows = (folder / "points.csv").read_text().splitlines()
     assert len(rows) == 5 and rows[0].startswith("point,pe,glb_kb,status,onchip_bytes,mac_units,area_mm2,best_proxy")
+    assert json.loads((folder / "codesign.json").read_text())["points"] == summary["points"]
     for record in summary["points"]:
-        run_dir = folder / record["folder"]
-        run = json.loads((run_dir / "summary.json").read_text())
-        assert run["target"] == record["target"] == f"eyeriss-like[pe={record['params']['pe']},glb_kb={record['params']['glb_kb']}]"
-        assert run["timings_s"]["workload"] == 0.0 and run["timings_s"]["tables_proxy"] == 0.0   # reused
-        target = load_target(run_dir / "target.yaml")         # the point's target, reloadable as a file
+        point_dir = folder / record["folder"]
+        target = load_target(point_dir / "target.yaml")         # the point's target, reloadable as a file
+        assert target.name == record["target"] == (f"eyeriss-like[pe={record['params']['pe']},"
+                                                   f"glb_kb={record['params']['glb_kb']}]")
         assert target.memory[3].size_bytes == int(record["params"]["glb_kb"]) * 1024
         rows, cols = map(int, record["params"]["pe"].split("x"))
         assert target.compute[0].macs_per_cycle == rows * cols == record["hardware"]["mac_units"]
-        assert record["best"]["size_bytes"] <= 20_000 and record["best"]["latency_s"] > 0
-        assert (run_dir / "model.hws").stat().st_size <= 20_000
-    json.loads((folder / "codesign.json").read_text())
+        best = record["best"]
+        assert best["size_bytes"] <= 20_000 and best["latency_s"] > 0 and best["proxy"] >= best["exact_optimum"] - 1e-9
+        assert len((point_dir / "candidates.csv").read_text().splitlines()) == 31      # 30 trials
+        assert (point_dir / "run").exists() == record["on_front"]
 
 
 def test_only_the_front_is_retrained_and_the_front_is_undominated(sweep):
@@ -85,11 +88,14 @@ def test_only_the_front_is_retrained_and_the_front_is_undominated(sweep):
     points = summary["points"]
     assert summary["front"] and front_ids(points) == set(summary["front"])
     for r in points:
-        run = json.loads((folder / r["folder"] / "summary.json").read_text())
         assert (r["retrained"] is not None) == r["on_front"] == (r["id"] in summary["front"])
-        assert run["config"]["finetune_epochs"] == (1 if r["on_front"] else 0)
         if r["on_front"]:
+            run = json.loads((folder / r["retrained"]["folder"] / "summary.json").read_text())
+            assert run["target"] == r["target"] and run["config"]["finetune_epochs"] == 1
+            assert run["timings_s"]["workload"] == 0.0 and run["timings_s"]["tables_proxy"] == 0.0   # reused
             assert r["retrained"]["test_accuracy"] == run["final"]["test_accuracy"]
+            assert run["search"]["best_proxy"] == r["best"]["proxy"]          # the same study, run again
+            assert (folder / r["retrained"]["folder"] / "model.hws").stat().st_size <= 20_000
     key = lambda r: (r["best"]["proxy"], r["best"]["latency_s"], r["best"]["energy_j"], r["hardware"]["area_mm2"])
     for r in points:
         dominated = any(all(a <= b for a, b in zip(key(q), key(r))) and key(q) != key(r) for q in points)
@@ -109,9 +115,10 @@ def test_a_point_that_cannot_meet_the_budgets_is_kept_as_infeasible(model_cache,
     config = CodesignConfig(run, ("clock_hz=1e4,2e8",), retrain="none")
     summary, folder = run_codesign(config)
     slow, fast = summary["points"]
-    assert slow["status"] == "infeasible" and "cannot be met" in slow["error"] and slow["folder"] is None
+    assert slow["status"] == "infeasible" and "cannot be met" in slow["error"] and slow["best"] is None
     assert fast["status"] == "ok" and fast["best"]["latency_s"] <= 1e-3 and summary["front"] == ["p02"]
     assert fast["retrained"] is None and "infeasible" in (folder / "report.md").read_text()
+    assert not list(folder.glob("points/*/run"))                                  # --retrain none
     with pytest.raises(BudgetInfeasible, match="none of the 1 hardware points can meet the budgets"):
         run_codesign(CodesignConfig(run.__class__(**{**run.__dict__, "run_id": "none"}), ("clock_hz=1e4",)))
     assert not (tmp_path / "results" / "none").exists() and not list((tmp_path / "results").glob(".*"))
