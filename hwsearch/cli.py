@@ -45,9 +45,9 @@ SIZES = ("Sizes: B, KB, MB, GB are powers of 10 (10MB = 10,000,000 bytes); KiB, 
          "of 2 (10MiB = 10,485,760 bytes); a bare number is bytes.")
 
 
-def _run_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags of one search, shared by `hwsearch` and `hwsearch codesign`."""
-    d = RunConfig()
+def _run_arguments(p: argparse.ArgumentParser, **defaults) -> None:
+    """The flags of one search, shared by `hwsearch` and `hwsearch codesign` (which sets some `defaults`)."""
+    d = RunConfig(**defaults)
     p.add_argument("--target", default=d.target, help=f"built-in target name or path to a target YAML (default {d.target})")
     p.add_argument("--budget", default=None,
                    help="size budget of the exported file, e.g. 10MB, 10MiB, 500KB, 10000000")
@@ -352,15 +352,19 @@ def _codesign(argv: list[str]) -> int:
                "compute.0.macs_per_cycle, dram.bandwidth_bytes_per_s), or glb_kb (the global buffer in KiB) or pe "
                "(the PE array, e.g. 12x14). VALUES: 64,128,256 or ranges 64:512:x2 (geometric), 0:64:+16 "
                "(arithmetic). " + SIZES)
-    _run_arguments(p)
+    # a retrained point exports its best plan: the one its row in the table describes
+    _run_arguments(p, top_k=1)
     p.add_argument("--sweep", action="append", default=[], metavar="KEY=VALUES",
                    help="a parameter and its values, e.g. glb_kb=64,128,256 or pe=12x14,16x16 (repeat for a grid)")
     p.add_argument("--retrain", default="front", choices=RETRAIN,
-                   help="retrain the points on the front across hardware (default), every point, or none")
+                   help="run whole, with retraining and export: the points on the front across hardware (default), "
+                        "every point, or none")
+    p.add_argument("--front-tol", type=float, default=5.0, metavar="PERCENT",
+                   help="differences smaller than this count as ties on the front (default 5; 0: exact)")
     args = p.parse_args(argv)
     from hwsearch.codesign import CodesignConfig, plan_grid, run_codesign
 
-    config = CodesignConfig(_run_config(args), tuple(args.sweep), args.retrain)
+    config = CodesignConfig(_run_config(args), tuple(args.sweep), args.retrain, args.front_tol)
     points = plan_grid(config)          # every point validated as a target before anything heavy runs
     outcome, code = _long_running(lambda progress: run_codesign(config, progress, points=points), quiet=args.quiet)
     if code is not None:
@@ -389,7 +393,8 @@ def _print_codesign(s: dict, folder) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    print(f"  front: {', '.join(s['front'])} (best proxy, latency, energy and area: no point better on all)")
+    print(f"  front: {', '.join(s['front'])} (no other point as good on best proxy, latency, energy and area, "
+          f"within {s['front_tol_pct']:g}%, and better on one)")
     print(f"  results {folder}/ (report.md, points.csv, accuracy.png, front.png, points/<point>/run/ where retrained)")
 
 
