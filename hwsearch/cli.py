@@ -406,12 +406,15 @@ def _nightly(argv: list[str]) -> int:
                     "does not stop the others. Exit 0 when every entry finished within its accuracy floor, 1 when "
                     "any failed or fell below it, 2 for a bad file.")
     p.add_argument("file", help="the nightly file (see nightly.yaml in the repository)")
+    p.add_argument("--results", default=None,
+                   help="folder for this night's run folders and nightly.json, instead of the file's results "
+                        "(e.g. results/nightly/$(date +%%F)); running again into it skips what finished")
     p.add_argument("--cache-dir", default=None, help="trained-model cache (default $HWSEARCH_CACHE or ~/.cache/hwsearch)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines; print the summary only")
     args = p.parse_args(argv)
     from hwsearch.nightly import exit_code, load_nightly, run_nightly
 
-    nightly = load_nightly(args.file, cache_dir=args.cache_dir)   # the whole file checked before anything runs
+    nightly = load_nightly(args.file, cache_dir=args.cache_dir, results=args.results)   # checked before anything runs
     report, code = _long_running(lambda progress: run_nightly(nightly, progress), quiet=args.quiet,
                                  folders="results in the nightly file, --cache-dir")
     if code is not None:

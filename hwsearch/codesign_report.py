@@ -46,7 +46,11 @@ def plot_accuracy(path: Path, summary: dict) -> None:
     one line per setting of the other parameters."""
     keys = [s["key"] for s in summary["sweeps"]]
     ok = [r for r in summary["points"] if r["status"] == "ok"]
-    fig, axes = plt.subplots(2, len(keys), figsize=(4.2 * len(keys) + 0.8, 6.4), dpi=110, squeeze=False, sharey="row")
+    groups_most = max(len({tuple(r["params"][k] for k in keys if k != key) for r in ok}) for key in keys)
+    fig, axes = plt.subplots(2, len(keys), figsize=(4.4 * len(keys) + 0.8, 6.4 + 0.16 * groups_most), dpi=110,
+                             squeeze=False, sharex="col", sharey="row")
+    if not any(r["retrained"] for r in ok):
+        axes[1, 0].text(0.5, 0.5, "no point retrained", transform=axes[1, 0].transAxes, ha="center", fontsize=9)
     for col, key in enumerate(keys):
         others = [k for k in keys if k != key]
         groups: dict[tuple, list[dict]] = {}
@@ -60,18 +64,17 @@ def plot_accuracy(path: Path, summary: dict) -> None:
             tested = [r for r in members if r["retrained"]]
             axes[1, col].plot([r["values"][key] for r in tested], [r["retrained"]["test_accuracy"] for r in tested],
                               "o-", ms=5, lw=1, c=line.get_color())
-        values = sorted({r["values"][key] for r in ok})
-        if values and values[0] > 0 and values[-1] / values[0] >= 8:
-            for row in (0, 1):
+        ticks = {r["values"][key]: r["params"][key] for r in ok}     # the swept values, as written
+        low, high = min(ticks), max(ticks)
+        for row in (0, 1):
+            if low > 0 and high / low >= 8:
                 axes[row, col].set_xscale("log")
-        if key == "pe":   # the axis counts PEs; the ticks name the shapes
-            shapes = {r["values"][key]: r["params"][key] for r in ok}
-            for row in (0, 1):
-                axes[row, col].set_xticks(list(shapes), list(shapes.values()), fontsize=8)
-                axes[row, col].minorticks_off()
+            axes[row, col].set_xticks(list(ticks), list(ticks.values()), fontsize=8)
+            axes[row, col].minorticks_off()
         axes[1, col].set_xlabel(key + (" (PE array; axis: PE count)" if key == "pe" else ""))
-        if 1 < len(groups) <= 8:
-            axes[0, col].legend(fontsize=7)
+        if 1 < len(groups):
+            axes[1, col].legend(*axes[0, col].get_legend_handles_labels(), fontsize=6.5, loc="upper center",
+                                bbox_to_anchor=(0.5, -0.2), frameon=False)
     axes[0, 0].set_ylabel("best proxy within the budgets\n(summed relative output error)")
     axes[1, 0].set_ylabel(f"test {summary['metric']} after retraining\n(retrained points only)")
     infeasible = len(summary["points"]) - len(ok)
@@ -84,7 +87,7 @@ def plot_accuracy(path: Path, summary: dict) -> None:
 
 def plot_front(path: Path, summary: dict) -> None:
     """Latency against energy of every point's best plan, coloured by area (or on-chip bytes); the
-    front across hardware marked and labelled with its compression."""
+    front across hardware marked, and listed under the plot with the compression of each."""
     ok = [r for r in summary["points"] if r["status"] == "ok"]
     has_area = all(r["hardware"]["area_mm2"] is not None for r in ok)
     colour = [r["hardware"]["area_mm2"] if has_area else r["hardware"]["onchip_bytes"] / 1024 for r in ok]
@@ -93,31 +96,31 @@ def plot_front(path: Path, summary: dict) -> None:
     x = [r["best"]["latency_s"] * t_scale for r in ok]
     y = [r["best"]["energy_j"] * e_scale for r in ok]
     front = [r["on_front"] for r in ok]
-    fig, ax = plt.subplots(figsize=(8.5, 5.6), dpi=110)
+    listed = sorted((r for r in ok if r["on_front"]), key=lambda r: r["id"])
+    height = 5.2 + 0.13 * len(listed)      # inches: the plot, then one 7-point line per front point under it
+    fig, ax = plt.subplots(figsize=(9, height), dpi=110)
     style = {"cmap": "viridis", "vmin": min(colour), "vmax": max(colour)}
     dots = ax.scatter([a for a, f in zip(x, front) if not f], [b for b, f in zip(y, front) if not f],
                       c=[c for c, f in zip(colour, front) if not f], s=30, label="dominated", **style)
     stars = ax.scatter([a for a, f in zip(x, front) if f], [b for b, f in zip(y, front) if f],
                        c=[c for c, f in zip(colour, front) if f], s=170, marker="*", edgecolors="k", zorder=5,
                        label="front across hardware", **style)
-    middle = (min(x) + max(x)) / 2
-    for i, (r, a, b) in enumerate(sorted(((r, a, b) for r, a, b, f in zip(ok, x, y, front) if f),
-                                         key=lambda t: (t[1], t[2]))):
-        right = a <= middle or min(x) == max(x)
-        tested = f"; {r['retrained']['test_accuracy']:.1%}" if r["retrained"] else ""
-        ax.annotate(f"{r['id']} {r['label']}\n{r['best']['compression']}{tested}", (a, b), fontsize=7,
-                    textcoords="offset points", xytext=(8 if right else -8, 8 - 24 * (i % 3)),   # staggered
-                    ha="left" if right else "right")
-    ax.margins(0.12)
+    for i, (r, a, b) in enumerate(sorted(zip(ok, x, y), key=lambda t: (t[1], t[2]))):
+        ax.annotate(r["id"], (a, b), fontsize=7, textcoords="offset points", xytext=(6, 4 if i % 2 else -10),
+                    fontweight="bold" if r["on_front"] else "normal")     # alternating: close points stay legible
+    ax.margins(0.1)
     fig.colorbar(stars if any(front) else dots, ax=ax,
                  label="area estimate (mm^2 at 32 nm)" if has_area else "on-chip memory (KiB)")
     ax.set_xlabel(f"predicted latency of the best plan ({t_unit})")
     ax.set_ylabel(f"predicted energy of the best plan ({e_unit})")
-    ax.set_title(f"{summary['model']} on {summary['target']} variants, budgets {_budgets(summary)}\n"
-                 "front: no other point as low on best proxy, latency, energy and area; labels: point, compression, "
-                 "test accuracy after retraining", fontsize=8)
-    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.11), ncol=2, frameon=False)
-    fig.tight_layout()
+    ax.set_title(f"{summary['model']} on {summary['target']} variants, budgets {_budgets(summary)}\nfront: no "
+                 f"other point as good on best proxy, latency, energy and area (within "
+                 f"{summary.get('front_tol_pct', 0):g}%), and better on one", fontsize=8)
+    ax.legend(fontsize=8, loc="best")
+    rows = [f"{r['id']}  {r['label']}:  {r['best']['compression']}"
+            + (f";  test {r['retrained']['test_accuracy']:.2%} retrained" if r["retrained"] else "") for r in listed]
+    fig.text(0.01, 0.01, "\n".join(rows), fontsize=7, family="monospace", va="bottom")
+    fig.tight_layout(rect=(0, (0.13 * len(rows) + 0.1) / height, 1, 1))
     fig.savefig(path)
     plt.close(fig)
 

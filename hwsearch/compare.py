@@ -16,6 +16,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from hwsearch.budget import format_joules, format_seconds
 from hwsearch.errors import HwsearchError
 
 # figure -> (label, higher is better); the order of the table's columns
@@ -128,8 +129,8 @@ def format_table(result: dict) -> str:
             return f"{m['old']:.2%} -> {m['new']:.2%}"
         if key == "size_bytes":
             return f"{int(m['old']):,} -> {int(m['new']):,} B"
-        scale, unit = (1e3, "ms") if key == "latency_s" else (1e3, "mJ")
-        return f"{m['old'] * scale:.4g} -> {m['new'] * scale:.4g} {unit}"
+        text = format_seconds if key == "latency_s" else format_joules
+        return f"{text(m['old'])} -> {text(m['new'])}"
 
     header = ["entry", *(label for label, _ in METRICS.values()), "verdict"]
     lines = []

@@ -96,11 +96,12 @@ class Nightly:
     entries: tuple[Entry, ...]
 
 
-def load_nightly(path: str | Path, *, cache_dir: str | None = None) -> Nightly:
-    """Parse and check a nightly file: every entry expanded, named and checked as a run, or one NightlyError."""
+def load_nightly(path: str | Path, *, cache_dir: str | None = None, results: str | None = None) -> Nightly:
+    """Parse and check a nightly file: every entry expanded, named and checked as a run, or one NightlyError.
+    `results` replaces the file's results folder (one folder per night: `--results results/nightly/2026-12-06`)."""
     from cost_models.target import parse_yaml
 
-    path = Path(path)
+    path, override = Path(path), results
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -139,7 +140,7 @@ def load_nightly(path: str | Path, *, cache_dir: str | None = None) -> Nightly:
     if problems:
         shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
         raise NightlyError(f"nightly file {path}: {shown}")
-    return Nightly(str(path), Path(results), tuple(entries))
+    return Nightly(str(path), Path(override or results), tuple(entries))
 
 
 def _settings(raw: dict, where: str, model: type[BaseModel], problems: list[str]):

@@ -126,10 +126,11 @@ def _tidy(value: float) -> float | int:
 
 
 def format_value(value) -> str:
-    """64, 0.5, 7.2e+08, 12x14: how a swept value is written back."""
+    """64, 0.5, 7.2e+08, 12x14: how a swept value is written back (short where that is still exact)."""
     if isinstance(value, tuple):
         return "x".join(map(str, value))
-    return str(value) if isinstance(value, int) else f"{value:g}"
+    short = f"{value:g}"
+    return short if float(short) == value else str(value)
 
 
 @dataclass(frozen=True)

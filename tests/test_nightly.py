@@ -41,6 +41,8 @@ def test_entries_expand_to_named_runs_with_defaults(tmp_path, model_cache):
         ("lenet5_digits", "cortex-a76", "20KB", 20, 1, 0)
     assert first.run_id == "lenet5_digits-cortex-a76-20KB" and first.cache_dir == str(model_cache)
     assert nightly.results == tmp_path / "nightly"
+    night = tmp_path / "nightly" / "2026-12-06"          # --results: one folder per night
+    assert load_nightly(_write(tmp_path), results=str(night)).results == night
 
 
 def test_a_failing_entry_is_recorded_and_the_others_run_then_a_rerun_skips_what_finished(tmp_path, model_cache):
