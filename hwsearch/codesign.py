@@ -33,7 +33,7 @@ from pathlib import Path
 import yaml
 
 from cost_models.area import MAC_UM2, NODE, RF_UM2_PER_BYTE, SRAM_UM2_PER_BYTE, hardware_figures
-from hwsearch.budget import Budgets
+from hwsearch.budget import Budgets, format_joules, format_seconds
 from hwsearch.config import RunConfig, check
 from hwsearch.errors import BudgetInfeasible, HwsearchError
 from hwsearch.sweep import Point, Sweep, SweepError, build_grid, format_value
@@ -302,8 +302,8 @@ def _line(r: dict) -> str:
     b, hw, t = r["best"], r["hardware"], r["retrained"]
     area = f", {hw['area_mm2']:.3f} mm2" if hw["area_mm2"] is not None else ""
     tested = f"; retrained: test {t['test_accuracy']:.2%} ({t['folder']})" if t else ""
-    return (f"{r['id']} {r['label']}: proxy {b['proxy']:.4f}, {b['latency_s'] * 1e3:.4g} ms, "
-            f"{b['energy_j'] * 1e3:.4g} mJ{area}; {b['compression']}{tested}")
+    return (f"{r['id']} {r['label']}: proxy {b['proxy']:.4f}, {format_seconds(b['latency_s'])}, "
+            f"{format_joules(b['energy_j'])}{area}; {b['compression']}{tested}")
 
 
 __all__ = ["CodesignConfig", "RETRAIN", "SweepError", "front_ids", "plan_grid", "plan_label", "run_codesign"]

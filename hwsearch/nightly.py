@@ -38,7 +38,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from hwsearch.budget import Budgets
+from hwsearch.budget import Budgets, format_joules, format_seconds
 from hwsearch.config import RunConfig, check
 from hwsearch.errors import HwsearchError
 
@@ -331,8 +331,8 @@ def _line(r: dict) -> str:
         return f"{r['name']}: FAILED: {r['error']}"
     f = r["figures"]
     return (f"{r['name']}: {'skipped (finished earlier), ' if r['skipped'] else ''}{r['status']}: test "
-            f"{f['test_accuracy']:.2%}, {f['size_bytes']:,} B, {f['latency_s'] * 1e3:.4g} ms, "
-            f"{f['energy_j'] * 1e3:.4g} mJ")
+            f"{f['test_accuracy']:.2%}, {f['size_bytes']:,} B, {format_seconds(f['latency_s'])}, "
+            f"{format_joules(f['energy_j'])}")
 
 
 def _now() -> str:
