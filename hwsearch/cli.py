@@ -117,7 +117,8 @@ def _search(argv: list[str]) -> int:
     return 0
 
 
-def _long_running(work, *, quiet: bool, folders: str = "--results, --cache-dir"):
+def _long_running(work, *, quiet: bool, folders: str = "--results, --cache-dir",
+                  interrupted: str = "no results were written"):
     """work(progress) with progress bars on stderr; returns (its result, None), or (None, an exit code)
     after one line on stderr: a user's mistake 2, Ctrl-C or SIGTERM 128 + the signal (work unwinds, so
     that no partial results folder is left)."""
@@ -144,7 +145,7 @@ def _long_running(work, *, quiet: bool, folders: str = "--results, --cache-dir")
             return work(progress), None
     except BaseException as exc:
         if received:   # a signal can surface as any exception when it lands inside a library call
-            print("hwsearch: interrupted; no results were written", file=sys.stderr)
+            print(f"hwsearch: interrupted; {interrupted}", file=sys.stderr)
             return None, 128 + received[0]
         if isinstance(exc, HwsearchError):
             print(f"hwsearch: error: {exc}", file=sys.stderr)
@@ -416,7 +417,8 @@ def _nightly(argv: list[str]) -> int:
 
     nightly = load_nightly(args.file, cache_dir=args.cache_dir, results=args.results)   # checked before anything runs
     report, code = _long_running(lambda progress: run_nightly(nightly, progress), quiet=args.quiet,
-                                 folders="results in the nightly file, --cache-dir")
+                                 folders="results in the nightly file, --cache-dir",
+                                 interrupted=f"the entries finished so far are in {nightly.results}/nightly.json")
     if code is not None:
         return code
     c = report["counts"]

@@ -173,3 +173,17 @@ def test_the_front_tolerance_turns_near_ties_into_ties():
     assert front_ids(points) == {"p1", "p2", "p3"}
     assert front_ids(points, 0.05) == {"p1", "p3"}
     assert front_ids(points[:1] + [{"id": "p9", "status": "infeasible"}], 0.05) == {"p1"}
+
+
+def test_the_cli_prints_one_row_per_point_and_the_front(sweep, capsys):
+    from hwsearch.cli import _print_codesign
+
+    summary, folder, _ = sweep
+    _print_codesign(summary, folder)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "hwsearch codesign: lenet5_digits on 4 variants of eyeriss-like, budgets size 20 kB"
+    assert lines[1].split()[:3] == ["point", "pe", "glb_kb"] and len(lines) == 1 + 1 + 4 + 2
+    for line, record in zip(lines[2:6], summary["points"]):
+        assert line.split()[:3] == [record["id"], record["params"]["pe"], record["params"]["glb_kb"]]
+        assert ("*" in line.split()) == record["on_front"]
+    assert lines[6].startswith(f"  front: {', '.join(summary['front'])} (")
