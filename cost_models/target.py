@@ -17,6 +17,7 @@ A target describes what the cost model needs and nothing else:
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from pathlib import Path
@@ -281,34 +282,41 @@ def read_target(name_or_path: str | Path) -> tuple[Target, str]:
     """`load_target`, and the file's text: a run records it, so that resuming it or a worker joining it
     prices on the same target even if the file changes."""
     path = target_path(name_or_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise TargetError(f"cannot read target file {path}: {exc.strerror}; check the path") from None
-    except UnicodeDecodeError:
-        raise TargetError(f"target file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
+    text = _read(path)
     return parse_target(text, source=str(path)), text
 
 
 def parse_target(text: str, *, source: str = "<string>") -> Target:
     """Parse and validate the text of a target YAML; `source` names it in error messages."""
+    return validate_target(parse_yaml(text, source=f"target file {source}"), source=f"target file {source}")
+
+
+TARGET_KEYS = "(name, kind, clock_hz, compute, memory, dram)"
+
+
+def parse_yaml(text: str, *, source: str, keys: str = TARGET_KEYS, whose: str = "the target's",
+               example: str = "targets/cortex-a76.yaml") -> dict:
+    """A YAML mapping, parsed strictly (a duplicate key is an error); `source` names it in error messages."""
     try:
         data = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise TargetError(f"target file {source} is not valid YAML{where}: {problem}") from None
+        raise TargetError(f"{source} is not valid YAML{where}: {problem}") from None
     if data is None:
-        raise TargetError(f"target file {source} is empty; write the target's keys (name, kind, clock_hz, compute, "
-                          "memory, dram), e.g. copy targets/cortex-a76.yaml")
+        raise TargetError(f"{source} is empty; write {whose} keys {keys}, e.g. copy {example}")
     if not isinstance(data, dict):
-        raise TargetError(f"target file {source} holds a {type(data).__name__}, not a mapping of keys (name, kind, "
-                          "clock_hz, compute, memory, dram); see targets/cortex-a76.yaml")
+        raise TargetError(f"{source} holds a {type(data).__name__}, not a mapping of keys {keys}; see {example}")
+    return data
+
+
+def validate_target(data: dict, *, source: str) -> Target:
+    """The frozen `Target` of parsed YAML data; every problem pydantic finds in one TargetError."""
     try:
         return Target.model_validate(data)
     except ValidationError as exc:
-        raise TargetError(f"target file {source} is invalid: {_problems(exc.errors())}") from None
+        raise TargetError(f"{source} is invalid: {_problems(exc.errors())}") from None
 
 
 def _problems(errors: list[dict]) -> str:
@@ -322,3 +330,105 @@ def _problems(errors: list[dict]) -> str:
         len(other) > len(e["loc"]) and other[:len(e["loc"])] == tuple(e["loc"]) for other in locs))]
     return "; ".join(((".".join(map(str, e["loc"])) + ": ") if e["loc"] else "")
                      + e["msg"].removeprefix("Value error, ") for e in kept)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TargetError(f"cannot read target file {path}: {exc.strerror}; check the path") from None
+    except UnicodeDecodeError:
+        raise TargetError(f"target file {path} is not UTF-8 text; save it as UTF-8 YAML") from None
+
+
+# ---- variants of a target: numeric fields set by dotted path (hwsearch codesign) -----------------------
+
+def load_raw_target(name_or_path: str | Path) -> tuple[dict, Target]:
+    """A target's YAML data as parsed (to derive variants from) and the validated target itself."""
+    path = target_path(name_or_path)
+    data = parse_yaml(_read(path), source=f"target file {path}")
+    return data, validate_target(data, source=f"target file {path}")
+
+
+def resolve_field(data: dict, dotted: str) -> tuple[str, float]:
+    """The canonical path (list items by index) and the current value of a dotted path into target data.
+
+    Mapping keys by name; list items by index or by the `name` (memory levels, unroll
+    dimensions) or `dtype` (compute paths) they carry: `memory.glb.size_bytes`,
+    `compute.fixed16.unroll.rows.size`, `compute.0.macs_per_cycle`, `dram.bandwidth_bytes_per_s`.
+    The field must exist and hold a number.
+    """
+    node, canonical = data, []
+    for i, part in enumerate(dotted.split(".")):
+        where = ".".join(canonical) or "the top level"
+        if isinstance(node, dict):
+            if part not in node:
+                close = difflib.get_close_matches(part, [str(k) for k in node], n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise TargetError(f"{dotted}: {where} has no key {part!r}; {hint}keys there: "
+                                  f"{', '.join(map(str, node))}")
+            node = node[part]
+            canonical.append(part)
+        elif isinstance(node, list):
+            names = [item.get("name", item.get("dtype")) if isinstance(item, dict) else None for item in node]
+            if part.isdigit() and int(part) < len(node):
+                index = int(part)
+            elif part in names:
+                index = names.index(part)
+            else:
+                known = ", ".join(str(n) for n in names if n is not None)
+                raise TargetError(f"{dotted}: {where} is a list of {len(node)}; address an item by index 0 to "
+                                  f"{len(node) - 1}" + (f" or by name ({known})" if known else "") + f", not {part!r}")
+            node = node[index]
+            canonical.append(str(index))
+        else:
+            raise TargetError(f"{dotted}: {where} is the value {node!r}, which has no field {part!r}")
+    value = _number(node)
+    if value is None:
+        kind = "a section" if isinstance(node, (dict, list)) else f"{node!r}"
+        raise TargetError(f"{dotted} is {kind}, not a number: only numeric fields can be swept")
+    return ".".join(canonical), value
+
+
+def _number(node) -> float | None:
+    """A YAML scalar as a number, or None. PyYAML reads `2.0e8` (no sign in the exponent) as text, which
+    pydantic then takes as a float, so numeric text counts as a number here too."""
+    if isinstance(node, bool):
+        return None
+    if isinstance(node, (int, float)):
+        return node
+    if isinstance(node, str):
+        try:
+            return float(node)
+        except ValueError:
+            return None
+    return None
+
+
+def with_fields(data: dict, values: dict[str, float], *, source: str, name: str | None = None) -> dict:
+    """A copy of target YAML `data` with numeric fields set by dotted path (and a new name); every
+    path that does not lead to a numeric field is reported in one TargetError naming `source`."""
+    data = copy.deepcopy(data)
+    problems = []
+    for dotted, value in values.items():
+        try:
+            canonical, _ = resolve_field(data, dotted)
+        except TargetError as exc:
+            problems.append(str(exc))
+            continue
+        *parents, leaf = canonical.split(".")
+        node = data
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        # integral values go in as ints, so that integer fields (sizes, counts) take them
+        node[int(leaf) if isinstance(node, list) else leaf] = int(value) if float(value).is_integer() else float(value)
+    if problems:
+        raise TargetError(f"{source}: " + "; ".join(problems))
+    if name is not None:
+        data["name"] = name
+    return data
+
+
+def override_target(data: dict, values: dict[str, float], *, source: str, name: str | None = None) -> Target:
+    """`with_fields`, validated with the same models as a target file (every problem in one TargetError)."""
+    return validate_target(with_fields(data, values, source=source, name=name), source=source)

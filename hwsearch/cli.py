@@ -4,6 +4,12 @@
     hwsearch worker --storage URL --study NAME               evaluate trials of a run's shared study
     hwsearch inspect results/RUN/model.hws                   what a compressed file holds
 
+For sweeps and pipelines:
+
+    hwsearch codesign --target eyeriss-like --sweep glb_kb=64,128,256 --sweep pe=12x14,16x16 --budget 2MB
+    hwsearch nightly nightly.yaml                            a matrix of searches, idempotent
+    hwsearch compare OLD NEW                                 regressions between two runs or nightlies (exit 1)
+
 Other commands, on the cost side:
 
     hwsearch targets                                         the built-in targets, one line each
@@ -23,8 +29,7 @@ import sys
 import traceback
 
 from hwsearch.arguments import Parser
-from hwsearch.budget import Budgets
-from hwsearch.config import RunConfig
+from hwsearch.config import RunConfig, check
 from hwsearch.errors import HwsearchError, UsageError
 
 EXIT_BUG = 1            # an error hwsearch did not foresee: a bug, reported in one line (--debug: the traceback)
@@ -36,16 +41,38 @@ MAX_SEED = 2**32 - 1    # Optuna's samplers take seeds 0 .. 2^32 - 1
 RESUME_OPTIONS = ("--resume", "--results", "--cache-dir", "--quiet")
 
 
+SIZES = ("Sizes: B, KB, MB, GB are powers of 10 (10MB = 10,000,000 bytes); KiB, MiB, GiB are powers "
+         "of 2 (10MiB = 10,485,760 bytes); a bare number is bytes.")
+
+
 def _parser() -> Parser:
-    d = RunConfig()
     p = Parser(
         prog="hwsearch",
         description="Find the per-layer compression (rank, sparsity, bits) that keeps the most accuracy "
                     "within file-size, latency and energy budgets on a hardware target, confirm it by retraining "
                     "and export it.",
-        epilog="Sizes: B, KB, MB, GB are powers of 10 (10MB = 10,000,000 bytes); KiB, MiB, GiB are powers "
-               "of 2 (10MiB = 10,485,760 bytes); a bare number is bytes. The exported file is at most the budget. "
-               "Other commands: hwsearch worker | inspect | targets | cost | validate | calibrate (each with --help).")
+        epilog=SIZES + " The exported file is at most the budget. Other commands: hwsearch worker | inspect | "
+               "targets | cost | validate | calibrate | codesign | nightly | compare (each with --help).")
+    _run_arguments(p)
+    d = RunConfig()
+    p.add_argument("--storage", default=None,
+                   help="where the study lives: a journal file path, sqlite:///path.db or postgresql://user@host/db "
+                        "(default: study.journal in the run folder); `hwsearch worker` processes can join a database one")
+    p.add_argument("--heartbeat", type=int, default=d.heartbeat_s,
+                   help=f"database storages: seconds between a running trial's heartbeats; a trial silent for three "
+                        f"is marked failed and retried (default {d.heartbeat_s})")
+    p.add_argument("--resume", default=None, metavar="RUN",
+                   help="continue an interrupted run (its id, or its results/.<id>.partial folder) with the settings "
+                        "it started with; only --results, --cache-dir and --quiet go with it")
+    p.add_argument("--debug", action="store_true", help="show the traceback of any error (anywhere on the line)")
+    return p
+
+
+
+
+def _run_arguments(p: Parser, **defaults) -> None:
+    """The flags of one search, shared by `hwsearch` and `hwsearch codesign` (which sets some `defaults`)."""
+    d = RunConfig(**defaults)
     p.add_argument("--target", default=d.target, help=f"built-in target name or path to a target YAML (default {d.target})")
     p.add_argument("--budget", default=None,
                    help="size budget of the exported file, e.g. 10MB, 10MiB, 500KB, 10000000")
@@ -92,18 +119,15 @@ def _parser() -> Parser:
     p.add_argument("--results", default=d.results_dir, help=f"folder for run folders (default {d.results_dir}/)")
     p.add_argument("--cache-dir", default=None, help="trained-model cache (default $HWSEARCH_CACHE or ~/.cache/hwsearch)")
     p.add_argument("--run-id", default=None, help="name of the run folder (default <target>-<budget>-<model>-<UTC time>)")
-    p.add_argument("--storage", default=None,
-                   help="where the study lives: a journal file path, sqlite:///path.db or postgresql://user@host/db "
-                        "(default: study.journal in the run folder); `hwsearch worker` processes can join a database one")
-    p.add_argument("--heartbeat", type=int, default=d.heartbeat_s,
-                   help=f"database storages: seconds between a running trial's heartbeats; a trial silent for three "
-                        f"is marked failed and retried (default {d.heartbeat_s})")
-    p.add_argument("--resume", default=None, metavar="RUN",
-                   help="continue an interrupted run (its id, or its results/.<id>.partial folder) with the settings "
-                        "it started with; only --results, --cache-dir and --quiet go with it")
     p.add_argument("--quiet", action="store_true", help="no progress bars; print the summary only")
-    p.add_argument("--debug", action="store_true", help="show the traceback of any error (anywhere on the line)")
-    return p
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during a command that kept what it finished: `note` says where."""
+
+    def __init__(self, note: str):
+        super().__init__(note)
+        self.note = note
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +166,8 @@ def _report(exc: BaseException, received: list[int], debug: bool) -> int:
     keep = (f"; {kept.finished} finished trial{'s' * (kept.finished != 1)} kept: hwsearch --resume {kept.path} "
             "continues the run") if kept else ""
     if received or isinstance(cause, KeyboardInterrupt):
-        print("hwsearch: interrupted" + (keep or "; no results were written"), file=sys.stderr)
+        note = next((e.note for e in (exc, cause) if isinstance(e, Interrupted)), None)
+        print("hwsearch: interrupted" + (keep or f"; {note or 'no results were written'}"), file=sys.stderr)
         return 128 + (received[0] if received else signal.SIGINT)
     if isinstance(cause, HwsearchError):
         print(f"hwsearch: error: {cause}{keep}", file=sys.stderr)
@@ -170,62 +195,57 @@ def _search(argv: list[str]) -> int:
                              f"go with it (only {', '.join(RESUME_OPTIONS[1:])})")
         return _searched(args, lambda pipeline, progress: pipeline.resume(
             args.resume, results_dir=args.results, cache_dir=args.cache_dir, progress=progress))
-    for flag, value, low in (("--trials", args.trials, 1), ("--top-k", args.top_k, 1),
-                             ("--finetune-epochs", args.finetune_epochs, 0), ("--calibration", args.calibration, 1),
-                             ("--seed", args.seed, 0), ("--heartbeat", args.heartbeat, 1)):
-        if value < low:
-            raise UsageError(f"{flag} must be at least {low}, got {value}")
-    if args.seed > MAX_SEED:
-        raise UsageError(f"--seed must be between 0 and {MAX_SEED} (the range Optuna's samplers take), got {args.seed}")
-    if args.budget is None and args.latency is None and args.energy is None:
-        raise UsageError("no budget given: pass --budget (e.g. 10MB), --latency (e.g. 5ms) or --energy (e.g. 2mJ), "
-                         "or several")
-    if not 0 <= args.max_accuracy_drop <= 100:
-        raise UsageError(f"--max-accuracy-drop is in points between 0 and 100, got {args.max_accuracy_drop:g}")
-    user_model = ":" in args.model
-    if user_model != (args.data is not None):
-        raise UsageError("--model package.module:function needs --data (a function returning train, val and test) to "
-                         "evaluate and fine-tune it" if user_model else
-                         f"--data goes with your own --model (package.module:function); the built-in {args.model} is "
-                         "trained on digits")
-    if not user_model and (args.eval or args.loss or args.input):
-        raise UsageError("--input, --eval and --loss go with your own --model and --data")
-    Budgets.parse(size=args.budget, latency=args.latency, energy=args.energy)   # fail fast, before heavy imports
-    if args.input:
-        from hwsearch.cost_report import parse_input
-        parse_input(args.input)
-    if args.run_id is not None:
-        from hwsearch.run_folder import check_run_id
-        check_run_id(args.run_id)
+    if args.heartbeat < 1:
+        raise UsageError(f"--heartbeat must be at least 1, got {args.heartbeat}")
     if args.storage is not None:
         from hwsearch.storage import kind
         kind(args.storage)
+    config = _run_config(args)           # fail fast, before heavy imports
+    return _searched(args, lambda pipeline, progress: pipeline.run(config, progress))
+
+
+def _run_config(args) -> RunConfig:
+    """The run config of parsed `_run_arguments`, checked (the rule and the fix, as one line)."""
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UsageError(f"--seed must be between 0 and {MAX_SEED} (the range Optuna's samplers take), got {args.seed}")
+    if args.run_id is not None:
+        from hwsearch.run_folder import check_run_id
+        check_run_id(args.run_id)
     config = RunConfig(target=args.target, budget=args.budget, latency=args.latency, energy=args.energy,
-                       objectives=args.objectives, sampler=args.sampler, proxy=args.proxy, max_accuracy_drop=args.max_accuracy_drop,
+                       objectives=args.objectives, sampler=args.sampler, proxy=args.proxy,
+                       max_accuracy_drop=args.max_accuracy_drop,
                        model=args.model, data=args.data, input=args.input, eval=args.eval, loss=args.loss,
                        trials=args.trials,
                        top_k=args.top_k, finetune_epochs=args.finetune_epochs, calibration_size=args.calibration,
                        grid=args.grid, structured=args.structured, classifier=args.classifier,
                        seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id,
-                       storage=args.storage, heartbeat_s=args.heartbeat)
-    return _searched(args, lambda pipeline, progress: pipeline.run(config, progress))
+                       storage=getattr(args, "storage", None),
+                       heartbeat_s=getattr(args, "heartbeat", RunConfig.heartbeat_s))
+    check(config)
+    return config
 
 
-def _searched(args, start) -> int:
-    """Run (or resume) the search with progress bars; print the summary; exit 3 below the accuracy floor."""
+def _with_progress(work, *, quiet: bool):
+    """work(progress) with progress bars on stderr (only where they redraw). Errors and signals are
+    answered by `main`, in one line."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     import optuna
 
+    optuna.logging.set_verbosity(optuna.logging.ERROR)   # failed trials are reported by hwsearch
+    console = Console(stderr=True, quiet=quiet)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=console, transient=True, disable=quiet or not console.is_terminal)
+    with progress:
+        return work(progress)
+
+
+def _searched(args, start) -> int:
+    """Run (or resume) the search with progress bars; print the summary; exit 3 below the accuracy floor."""
     from hwsearch import pipeline
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)   # failed trials are reported by hwsearch
-    console = Console(stderr=True, quiet=args.quiet)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True, disable=args.quiet or not console.is_terminal)  # bars only where they redraw
-    with progress:
-        summary, folder = start(pipeline, progress)
+    summary, folder = _with_progress(lambda progress: start(pipeline, progress), quiet=args.quiet)
     _print_summary(summary, folder)
     floor = summary["accuracy_floor"]
     if not floor["met"]:
@@ -451,8 +471,125 @@ def _inspect(argv: list[str]) -> int:
     return 0
 
 
+# ---- commands for people and pipelines that run many searches ----------------------------------------
+
+def _codesign(argv: list[str]) -> int:
+    from hwsearch.codesign import RETRAIN
+
+    p = Parser(
+        prog="hwsearch codesign",
+        description="Sweep a target's parameters and run the search at every point of the grid: which hardware, "
+                    "with which compression, keeps the most accuracy within the budgets, and what it costs in "
+                    "latency, energy and area. The model and the proxy table are prepared once for all points.",
+        epilog="--sweep KEY=VALUES, once per parameter (the grid is their product). KEY: a dotted path to a "
+               "numeric field of the target YAML, list items by index or name (memory.glb.size_bytes, "
+               "compute.0.macs_per_cycle, dram.bandwidth_bytes_per_s), or glb_kb (the global buffer in KiB) or pe "
+               "(the PE array, e.g. 12x14). VALUES: 64,128,256 or ranges 64:512:x2 (geometric), 0:64:+16 "
+               "(arithmetic). " + SIZES)
+    # a retrained point exports its best plan: the one its row in the table describes
+    _run_arguments(p, top_k=1)
+    p.add_argument("--sweep", action="append", default=[], metavar="KEY=VALUES",
+                   help="a parameter and its values, e.g. glb_kb=64,128,256 or pe=12x14,16x16 (repeat for a grid)")
+    p.add_argument("--retrain", default="front", choices=RETRAIN,
+                   help="run whole, with retraining and export: the points on the front across hardware (default), "
+                        "every point, or none")
+    p.add_argument("--front-tol", type=float, default=5.0, metavar="PERCENT",
+                   help="differences smaller than this count as ties on the front (default 5; 0: exact)")
+    args = p.parse_args(argv)
+    from hwsearch.codesign import CodesignConfig, plan_grid, run_codesign
+
+    config = CodesignConfig(_run_config(args), tuple(args.sweep), args.retrain, args.front_tol)
+    points = plan_grid(config)          # every point validated as a target before anything heavy runs
+    summary, folder = _with_progress(lambda progress: run_codesign(config, progress, points=points), quiet=args.quiet)
+    _print_codesign(summary, folder)
+    return 0
+
+
+def _print_codesign(s: dict, folder) -> None:
+    keys = [sweep["key"] for sweep in s["sweeps"]]
+    budgets = ", ".join(f"{k.split('_')[0]} {_si(v, {'size_bytes': 'B', 'latency_s': 's', 'energy_j': 'J'}[k])}"
+                        for k, v in s["budgets"].items())
+    print(f"hwsearch codesign: {s['model']} on {len(s['points'])} variants of {s['target']}, budgets {budgets}")
+    header = ["point", *keys, "area mm2", "best proxy", "size", "latency", "energy", "front", "retrained test acc."]
+    rows = []
+    for r in s["points"]:
+        area = "" if r["hardware"]["area_mm2"] is None else f"{r['hardware']['area_mm2']:.3f}"
+        if r["status"] != "ok":
+            rows.append([r["id"], *(r["params"][k] for k in keys), area, "infeasible", "", "", "", "", ""])
+            continue
+        b = r["best"]
+        rows.append([r["id"], *(r["params"][k] for k in keys), area, f"{b['proxy']:.4f}", f"{b['size_bytes']:,} B",
+                     _si(b["latency_s"], "s"), _si(b["energy_j"], "J"), "*" if r["on_front"] else "",
+                     f"{r['retrained']['test_accuracy']:.2%}" if r["retrained"] else ""])
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(f"  front: {', '.join(s['front'])} (no other point as good on best proxy, latency, energy and area, "
+          f"within {s['front_tol_pct']:g}%, and better on one)")
+    print(f"  results {folder}/ (report.md, points.csv, accuracy.png, front.png, points/<point>/run/ where retrained)")
+
+
+def _nightly(argv: list[str]) -> int:
+    p = Parser(
+        prog="hwsearch nightly",
+        description="Run a matrix of searches from a YAML file, each into its own run folder, and write one "
+                    "nightly.json with every entry's figures. Entries already finished are skipped; a failing entry "
+                    "does not stop the others. Exit 0 when every entry finished within its accuracy floor, 1 when "
+                    "any failed or fell below it, 2 for a bad file.")
+    p.add_argument("file", help="the nightly file (see nightly.yaml in the repository)")
+    p.add_argument("--results", default=None,
+                   help="folder for this night's run folders and nightly.json, instead of the file's results "
+                        "(e.g. results/nightly/$(date +%%F)); running again into it skips what finished")
+    p.add_argument("--cache-dir", default=None, help="trained-model cache (default $HWSEARCH_CACHE or ~/.cache/hwsearch)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or log lines; print the summary only")
+    args = p.parse_args(argv)
+    from hwsearch.nightly import exit_code, load_nightly, run_nightly
+
+    nightly = load_nightly(args.file, cache_dir=args.cache_dir, results=args.results)   # checked before anything runs
+    try:
+        report = _with_progress(lambda progress: run_nightly(nightly, progress), quiet=args.quiet)
+    except KeyboardInterrupt as exc:
+        raise Interrupted(f"the entries finished so far are in {nightly.results}/nightly.json") from exc
+    c = report["counts"]
+    print(f"hwsearch nightly: {c['entries']} entries: {c['ok']} ok, {c['below floor']} below the accuracy floor, "
+          f"{c['failed']} failed ({c['skipped']} finished earlier and skipped)")
+    for r in report["entries"]:
+        if r["status"] != "ok":
+            print(f"  {r['name']}: {r['status']}: {r['error']}")
+    print(f"  results {report['results']}/nightly.json")
+    return exit_code(report)
+
+
+def _compare(argv: list[str]) -> int:
+    from hwsearch.compare import Tolerances
+
+    d = Tolerances()
+    p = Parser(
+        prog="hwsearch compare",
+        description="Compare two run folders, or two nightly.json files, and list the regressions: test accuracy "
+                    "down, or size, latency or energy up, beyond the tolerances; an entry that failed or went "
+                    "missing. Exit 1 on a regression, 0 otherwise, 2 for bad input.")
+    p.add_argument("old", help="the reference: a run folder or a nightly.json (or the folder holding it)")
+    p.add_argument("new", help="the run to check, of the same kind")
+    p.add_argument("--accuracy-tol", type=float, default=d.accuracy_points,
+                   help=f"points of test accuracy NEW may lose (default {d.accuracy_points:g})")
+    p.add_argument("--size-tol", type=float, default=d.size_pct, help=f"percent the file may grow (default {d.size_pct:g})")
+    p.add_argument("--latency-tol", type=float, default=d.latency_pct,
+                   help=f"percent the predicted latency may grow (default {d.latency_pct:g})")
+    p.add_argument("--energy-tol", type=float, default=d.energy_pct,
+                   help=f"percent the predicted energy may grow (default {d.energy_pct:g})")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    args = p.parse_args(argv)
+    from hwsearch.compare import compare, format_table
+
+    result = compare(args.old, args.new, Tolerances(args.accuracy_tol, args.size_tol, args.latency_tol,
+                                                    args.energy_tol))
+    print(json.dumps(result, indent=1) if args.json else format_table(result))
+    return 1 if result["regressions"] else 0
+
+
 COMMANDS = {"worker": _worker, "inspect": _inspect, "targets": _targets, "cost": _cost, "validate": _validate,
-            "calibrate": _calibrate}
+            "calibrate": _calibrate, "codesign": _codesign, "nightly": _nightly, "compare": _compare}
 
 
 if __name__ == "__main__":

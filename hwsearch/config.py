@@ -39,3 +39,53 @@ class RunConfig:
     run_id: str | None = None       # None: <target>-<budget>-<model>-<UTC time>; also the study's name
     storage: str | None = None      # Optuna storage URL; None: study.journal in the run folder
     heartbeat_s: int = 10           # database storages: a trial silent for 3 beats is failed and retried
+
+
+# How each checked field is spelled on the command line; `check` names fields this way, or by
+# their YAML key (`nightly.yaml`) with yaml=True.
+FLAGS = {"trials": "--trials", "top_k": "--top-k", "finetune_epochs": "--finetune-epochs",
+         "calibration_size": "--calibration", "max_accuracy_drop": "--max-accuracy-drop", "model": "--model",
+         "data": "--data", "input": "--input", "eval": "--eval", "loss": "--loss"}
+YAML_KEYS = {"calibration_size": "calibration"}
+
+
+def check(config: RunConfig, *, yaml: bool = False) -> None:
+    """Refuse a config whose values no run can use, with the rule and the fix (HwsearchError).
+
+    The CLI and `nightly.yaml` share these rules; budgets are parsed here too. Whether the model,
+    target and data exist is checked where they are loaded.
+    """
+    from hwsearch.budget import Budgets
+    from hwsearch.errors import HwsearchError
+
+    def name(field: str) -> str:
+        return YAML_KEYS.get(field, field) if yaml else FLAGS[field]
+
+    for field, low in (("trials", 1), ("top_k", 1), ("finetune_epochs", 0), ("calibration_size", 1)):
+        value = getattr(config, field)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise HwsearchError(f"{name(field)} must be a whole number of at least {low}, got {value!r}"
+                                if not isinstance(value, int) or isinstance(value, bool)
+                                else f"{name(field)} must be at least {low}, got {value}")
+    if config.budget is None and config.latency is None and config.energy is None:
+        raise HwsearchError("no budget given: pass --budget (e.g. 10MB), --latency (e.g. 5ms) or --energy "
+                            "(e.g. 2mJ), or several" if not yaml else
+                            "no budget given: set budget (e.g. 10MB), latency (e.g. 5ms) or energy (e.g. 2mJ), "
+                            "or several")
+    if not 0 <= config.max_accuracy_drop <= 100:
+        raise HwsearchError(f"{name('max_accuracy_drop')} is in points between 0 and 100, got "
+                            f"{config.max_accuracy_drop:g}")
+    user_model = ":" in config.model
+    if user_model != (config.data is not None):
+        raise HwsearchError(
+            f"{name('model')} package.module:function needs {name('data')} (a function returning train, val and "
+            "test) to evaluate and fine-tune it" if user_model else
+            f"{name('data')} goes with your own {name('model')} (package.module:function); the built-in "
+            f"{config.model} is trained on digits")
+    if not user_model and (config.eval or config.loss or config.input):
+        raise HwsearchError(f"{name('input')}, {name('eval')} and {name('loss')} go with your own {name('model')} "
+                            f"and {name('data')}")
+    Budgets.parse(size=config.budget, latency=config.latency, energy=config.energy)
+    if config.input:
+        from hwsearch.cost_report import parse_input
+        parse_input(config.input)

@@ -148,3 +148,51 @@ def test_a_target_with_any_value_replaced_or_removed_loads_or_is_one_error(data)
 @given(st.text(max_size=200))
 def test_any_text_as_a_target_file_loads_or_is_one_error(text):
     _check_target_or_one_error(text)
+
+
+# ---- variants: numeric fields set by dotted path (hwsearch codesign) ----------------------------------
+
+def test_dotted_paths_reach_list_items_by_index_or_by_name():
+    from cost_models.target import load_raw_target, resolve_field
+
+    data, target = load_raw_target("eyeriss-like")
+    assert resolve_field(data, "memory.glb.size_bytes") == ("memory.3.size_bytes", 110592)
+    assert resolve_field(data, "memory.3.size_bytes") == ("memory.3.size_bytes", 110592)
+    assert resolve_field(data, "compute.fixed16.unroll.cols.size") == ("compute.0.unroll.1.size", 14)
+    # PyYAML reads 2.0e8 as text; it is still a number to sweep (pydantic reads it as one too)
+    assert resolve_field(data, "clock_hz") == ("clock_hz", target.clock_hz)
+
+
+@pytest.mark.parametrize("path, message", [
+    ("memory.glbx.size_bytes", "address an item by index 0 to 3 or by name (w_spad, i_spad, psum_spad, glb)"),
+    ("memory.glb.size_byte", "did you mean 'size_bytes'?"),
+    ("memory.glb.name", "is 'glb', not a number"),
+    ("sparsity.zero_gating", "is True, not a number"),
+    ("dram", "is a section, not a number"),
+    ("clock_hz.x", "has no field 'x'"),
+])
+def test_a_dotted_path_that_leads_nowhere_numeric_says_why(path, message):
+    from cost_models.target import load_raw_target, resolve_field
+
+    data, _ = load_raw_target("eyeriss-like")
+    with pytest.raises(TargetError, match=re.escape(message)):
+        resolve_field(data, path)
+
+
+def test_override_validates_like_a_file_and_reports_every_problem_at_once():
+    from cost_models.target import load_raw_target, override_target
+
+    data, base = load_raw_target("eyeriss-like")
+    bigger = override_target(data, {"memory.glb.size_bytes": 262144, "clock_hz": 4e8}, source="test", name="big")
+    assert bigger.memory[3].size_bytes == 262144 and bigger.clock_hz == 4e8 and bigger.name == "big"
+    assert base.memory[3].size_bytes == 110592 and data["memory"][3]["size_bytes"] == 110592   # untouched
+    with pytest.raises(TargetError) as err:
+        override_target(data, {"memory.glb.size_bytes": 0.5, "clock_hz": 0}, source="eyeriss-like with a bad point")
+    message = str(err.value)
+    assert message.startswith("eyeriss-like with a bad point is invalid:")
+    assert "clock_hz: Input should be greater than 0" in message
+    assert "memory.3.size_bytes: Input should be a valid integer" in message
+    with pytest.raises(TargetError, match=re.escape("instances must equal the product of the sizes of ['rows', 'cols']")):
+        override_target(data, {"memory.w_spad.instances": 100}, source="eyeriss-like with 100 filter spads")
+    with pytest.raises(TargetError, match="has no key 'nope'.*is 'glb', not a number"):
+        override_target(data, {"nope": 1, "memory.glb.name": 2}, source="two bad paths")
