@@ -13,8 +13,8 @@
         budget: [20KB, 50KB]
 
 Entry keys are the search's flags, with the same defaults: name, model, data, input, eval,
-loss, target, budget, latency, energy, objectives, sampler, max_accuracy_drop, trials, top_k,
-finetune_epochs, calibration, seed. The whole file is checked before anything runs (every
+loss, target, budget, latency, energy, objectives, sampler, max_accuracy_drop, proxy, grid,
+structured, classifier, trials, top_k, finetune_epochs, calibration, seed. The whole file is checked before anything runs (every
 problem in one NightlyError naming the entry).
 
 Made to be run unattended, again and again: an entry whose run folder is complete is
@@ -34,6 +34,8 @@ import traceback
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+
+from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -67,6 +69,10 @@ class _Settings(BaseModel, extra="forbid"):
     objectives: str | None = None
     sampler: str | None = None
     max_accuracy_drop: float | None = None
+    proxy: Literal["weighted", "sum"] | None = None
+    grid: Literal["classic", "default", "full"] | None = None
+    structured: bool | None = None
+    classifier: Literal["gap"] | None = None
     trials: int | None = None
     top_k: int | None = None
     finetune_epochs: int | None = None
