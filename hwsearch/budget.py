@@ -27,7 +27,7 @@ _NUMBER = re.compile(r"^\s*([-+]?)([0-9]+(?:\.[0-9]+)?)\s*([A-Za-zµ]*)\s*$", re
 
 def _shown(text: str, limit: int = 32) -> str:
     """The input as a message quotes it: whole if short, else its start and its length."""
-    return repr(text) if len(text) <= limit else f"'{text[:limit]}...' ({len(text)} characters)"
+    return repr(text) if len(text) <= limit else f"'{repr(text[:limit])[1:-1]}...' ({len(text)} characters)"
 
 
 def _ascii_digits(text: str) -> str | None:

@@ -230,7 +230,7 @@ def _retrain_point(point: Point, config: RunConfig, prepared, folder: Path, bars
 
     run_config = replace(config, target=point.target.name, run_id="run", results_dir=str(folder))
     summary, _ = run(run_config, bars, prepared=prepared, target=point.target,
-                     target_text=(folder.parent / "target.yaml").read_text())
+                     target_text=(folder / "target.yaml").read_text())
     final = summary["final"]
     return {"test_accuracy": final["test_accuracy"], "size_bytes": final["size_bytes"],
             "latency_s": final["latency_s"], "energy_j": final["energy_j"], "proxy": final["proxy"],
