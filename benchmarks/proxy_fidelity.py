@@ -40,7 +40,8 @@ from hwsearch.config import RunConfig  # noqa: E402
 from hwsearch.knapsack import exact_optimum  # noqa: E402
 from hwsearch.proxy import PlanScorer  # noqa: E402
 from hwsearch.retrain import retrain  # noqa: E402
-from hwsearch.study import SearchConfig, _Repair, greedy_plan, search_space  # noqa: E402
+from hwsearch.baselines import greedy_plan  # noqa: E402
+from hwsearch.study import SearchConfig, _Repair, search_space  # noqa: E402
 from hwsearch.training import TrainConfig  # noqa: E402
 
 BUDGETS = {"resnet18_digits": (2_000_000, 1_000_000, 800_000, 600_000, 500_000, 420_000),
@@ -58,7 +59,9 @@ def candidates(t, rng: random.Random) -> list[tuple[str, int, dict[str, int]]]:
         for kind, proxy in (("exact optimum, sum", plain), ("exact optimum, weighted", weighted)):
             found = exact_optimum(proxy.scores, t.costs, budgets, search_space(proxy, t.costs, SearchConfig(budgets)))
             out.append((kind, budget, found.choice))
-        out.append(("greedy, sum", budget, greedy_plan(space, plain, t.costs, budget)))
+        greedy = greedy_plan(space, plain, t.costs, budgets)
+        if greedy is not None:
+            out.append(("greedy, sum", budget, greedy))
         repair = _Repair(plain, t.costs, budgets, space)
         for _ in range(N_RANDOM):
             choice = {name: rng.choice(space[name]) for name in t.names}

@@ -4,8 +4,8 @@ Every layer picks one option; the plan's score is the sum of the layers' scores 
 budgeted cost is the sum of the layers' costs plus a fixed part. With one budget this is
 solved exactly by dynamic programming over the Pareto frontier of partial plans: after
 each layer only the (cost, score) pairs no other pair beats on both survive, so there is
-no discretised budget and no rounding. On the default tables the frontier of all 21
-layers holds 2,539 plans and takes 20 ms.
+no discretised budget and no rounding. On the default tables (default grid, weighted score)
+the frontier of all 21 layers holds 4,449 plans and takes about 0.1 s.
 
 With several budgets, one (the file size when it is set) stays the DP's budget and the
 others are relaxed with Lagrange multipliers: for multipliers lambda the DP minimises

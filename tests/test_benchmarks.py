@@ -34,3 +34,11 @@ def test_the_torch_pruning_baseline_fits_the_budget_and_still_runs():
     assert search_quality.fp32_bytes(pruned) <= full // 4 < search_quality.fp32_bytes(model)
     assert pruned(example).shape == (1, 10)                        # the classifier keeps its ten outputs
     assert search_quality.torch_pruned(model, example, 10) is None    # no ratio gets a model under 10 bytes
+
+
+def test_every_benchmark_script_imports():
+    """A script that no longer imports (a moved function) fails here, not an hour into a benchmark run."""
+    import importlib
+
+    for script in sorted((Path(__file__).resolve().parent.parent / "benchmarks").glob("*.py")):
+        importlib.import_module(script.stem)
