@@ -518,7 +518,7 @@ def _print_codesign(s: dict, folder) -> None:
             rows.append([r["id"], *(r["params"][k] for k in keys), area, "infeasible", "", "", "", "", ""])
             continue
         b = r["best"]
-        rows.append([r["id"], *(r["params"][k] for k in keys), area, f"{b['proxy']:.4f}", f"{b['size_bytes']:,} B",
+        rows.append([r["id"], *(r["params"][k] for k in keys), area, f"{b['proxy']:.4g}", f"{b['size_bytes']:,} B",
                      _si(b["latency_s"], "s"), _si(b["energy_j"], "J"), "*" if r["on_front"] else "",
                      f"{r['retrained']['test_accuracy']:.2%}" if r["retrained"] else ""])
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

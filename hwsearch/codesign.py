@@ -305,7 +305,7 @@ def _line(r: dict) -> str:
     b, hw, t = r["best"], r["hardware"], r["retrained"]
     area = f", {hw['area_mm2']:.3f} mm2" if hw["area_mm2"] is not None else ""
     tested = f"; retrained: test {t['test_accuracy']:.2%} ({t['folder']})" if t else ""
-    return (f"{r['id']} {r['label']}: proxy {b['proxy']:.4f}, {format_seconds(b['latency_s'])}, "
+    return (f"{r['id']} {r['label']}: proxy {b['proxy']:.4g}, {format_seconds(b['latency_s'])}, "
             f"{format_joules(b['energy_j'])}{area}; {b['compression']}{tested}")
 
 

@@ -350,8 +350,8 @@ def _run_stages(config, target, search: SearchConfig, folder: RunFolder, storage
     top = top_feasible(cands, config.top_k, spread_over=second)
     best_found = min(c.proxy for c in cands if c.feasible)
     say(f"search: {len(cands)} trials, {sum(c.feasible for c in cands)} within budget "
-        f"({sum(c.repaired for c in cands)} repaired), best proxy {best_found:.4f}; exact optimum "
-        f"{optimum.score:.4f}")
+        f"({sum(c.repaired for c in cands)} repaired), best proxy {best_found:.4g}; exact optimum "
+        f"{optimum.score:.4g}")
     lap("search")
 
     finetune = TrainConfig(epochs=config.finetune_epochs, max_lr=config.finetune_lr, seed=config.seed,

@@ -152,8 +152,8 @@ def write_report(path: Path, summary: dict, plan: Plan, chosen_bytes: dict[str, 
         f"Search: {summary['search']['trials']} trials ({summary['search']['sampler']}, "
         f"{summary['search']['strategy']}), {summary['search']['feasible']} within the budgets "
         f"({summary['search']['repaired']} repaired into them), {summary['search']['pareto']} on the Pareto front. "
-        f"Exact optimum of the separable problem: proxy {summary['search']['exact_optimum']['proxy']:.4f} "
-        f"({summary['search']['exact_optimum']['method']}); best found {summary['search']['best_proxy']:.4f} "
+        f"Exact optimum of the separable problem: proxy {summary['search']['exact_optimum']['proxy']:.4g} "
+        f"({summary['search']['exact_optimum']['method']}); best found {summary['search']['best_proxy']:.4g} "
         f"({summary['search']['gap_to_exact_optimum']:+.2%}). {len(summary['retrained'])} retrained "
         f"({summary['config']['finetune_epochs']} epochs each):",
         "",
