@@ -15,7 +15,11 @@ seen that meets every budget is an upper bound. Their difference is the certifie
 
 Latency and energy add whole-plan terms the tables do not separate (weights that stay
 on chip, activation conversions): the DP works on the separable part and every plan it
-returns is checked, and if need be re-solved, against the cost table's full totals.
+returns is checked, and if need be re-solved, against the cost table's full totals. The
+optimum and its bound are then those of the separable costs: a plan whose separable latency
+is over the budget can still meet it in full (its weights stay on chip), and the study,
+which prices whole plans, can find such a plan below the bound (measured: 0.000366 against a
+bound of 0.000425 for ResNet-18 on eyeriss-like within 2 MB and 2 ms).
 """
 from __future__ import annotations
 
@@ -197,7 +201,7 @@ def _solve(names, scores, costs, limits, space, rounds):
     if best_primal is None:
         return None
     return [best_primal] + alternatives(last), best_bound, \
-        f"Pareto-frontier DP on {primary_key}, Lagrangian relaxation of {', '.join(others)} (certified gap)"
+        f"Pareto-frontier DP on {primary_key}, Lagrangian relaxation of {', '.join(others)} (gap certified on the separable costs)"
 
 
 def smallest_for_score(scores: dict[str, np.ndarray], costs: CostTable, space: dict[str, list[int]],

@@ -349,9 +349,13 @@ def _run_stages(config, target, search: SearchConfig, folder: RunFolder, storage
     front = pareto_front([c for c in cands if c.feasible], second or "size_bytes")
     top = top_feasible(cands, config.top_k, spread_over=second)
     best_found = min(c.proxy for c in cands if c.feasible)
+    beaten = " (the study's whole-plan costs found better)" if best_found < optimum.lower_bound * (1 - 1e-9) else ""
+    bound = "exact optimum" if optimum.lower_bound >= optimum.score * (1 - 1e-9) else (
+        f"lower bound {optimum.lower_bound:.4g}, best plan of the separable relaxation")
+    spread = f"; {len(front)} plans on the front against {second.split('_')[0]} (pareto.csv)" if second else ""
     say(f"search: {len(cands)} trials, {sum(c.feasible for c in cands)} within budget "
-        f"({sum(c.repaired for c in cands)} repaired), best proxy {best_found:.4g}; exact optimum "
-        f"{optimum.score:.4g}")
+        f"({sum(c.repaired for c in cands)} repaired), best proxy {best_found:.4g}; {bound} "
+        f"{optimum.score:.4g}{beaten}{spread}")
     lap("search")
 
     finetune = TrainConfig(epochs=config.finetune_epochs, max_lr=config.finetune_lr, seed=config.seed,
