@@ -100,14 +100,9 @@ class _BarsOnly:
 
         self._progress, self.console = progress, Console(quiet=True)
 
-    def add_task(self, *args, **kwargs):
-        return self._progress.add_task(*args, **kwargs)
-
-    def advance(self, *args, **kwargs):
-        return self._progress.advance(*args, **kwargs)
-
-    def remove_task(self, *args, **kwargs):
-        return self._progress.remove_task(*args, **kwargs)
+    def __getattr__(self, name):
+        """Everything else (add_task, advance, update, remove_task, ...) is the bars' own."""
+        return getattr(self._progress, name)
 
 
 def _sweep(config: CodesignConfig, points: list[Point], budgets: Budgets, run_id: str, out: Path, progress) -> dict:

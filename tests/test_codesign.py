@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from rich.progress import Progress
 
 from cost_models import load_target
 from hwsearch import cost_table, pipeline, proxy
@@ -46,7 +47,9 @@ def sweep(model_cache, tmp_path_factory):
         run = RunConfig(model="lenet5_digits", target="eyeriss-like", budget="20KB", trials=30, top_k=2,
                         finetune_epochs=1, cache_dir=str(_fresh_cache(model_cache, tmp)), results_dir=str(tmp / "results"),
                         run_id="sweep")
-        summary, folder = run_codesign(CodesignConfig(run, ("pe=8x8,12x14", "glb_kb=16,64")))
+        # progress bars as the CLI passes them (disabled, as with --quiet): every call a run makes on them must work
+        with Progress(disable=True) as bars:
+            summary, folder = run_codesign(CodesignConfig(run, ("pe=8x8,12x14", "glb_kb=16,64")), bars)
     return summary, folder, counts
 
 
