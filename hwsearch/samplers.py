@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
+from optuna.search_space import IntersectionSearchSpace
 from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
@@ -40,6 +41,7 @@ def make_sampler(name: str, *, seed: int, trials: int) -> BaseSampler:
     if name == "tpe":
         def build(s: int) -> BaseSampler:
             return optuna.samplers.TPESampler(seed=s, multivariate=True, n_startup_trials=min(20, trials))
+        return PerTrialSeed(build, seed, shared_space=True)
     else:
         def build(s: int) -> BaseSampler:
             return SAMPLERS[name](seed=s)
@@ -55,9 +57,14 @@ class PerTrialSeed(BaseSampler):
     Not thread-safe: one trial at a time per process, as hwsearch runs them.
     """
 
-    def __init__(self, build: Callable[[int], BaseSampler], seed: int):
+    def __init__(self, build: Callable[[int], BaseSampler], seed: int, *, shared_space: bool = False):
         self._build, self._seed = build, seed
         self._current: tuple[int, BaseSampler] | None = None     # (trial number, its sampler)
+        # multivariate TPE's search space is the intersection of the finished trials' parameters; a fresh
+        # TPESampler per trial would recompute it over the whole history every trial (a fifth of a 300-trial
+        # study's time, measured): one incremental IntersectionSearchSpace serves every trial instead
+        self._shared = shared_space
+        self._space: tuple[int, IntersectionSearchSpace] | None = None   # (study id, its search space)
 
     def _for(self, trial: FrozenTrial) -> BaseSampler:
         if self._current is None or self._current[0] != trial.number:
@@ -65,7 +72,12 @@ class PerTrialSeed(BaseSampler):
         return self._current[1]
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return self._for(trial).infer_relative_search_space(study, trial)
+        if not self._shared:
+            return self._for(trial).infer_relative_search_space(study, trial)
+        if self._space is None or self._space[0] != study._study_id:
+            self._space = (study._study_id, IntersectionSearchSpace(include_pruned=True))
+        # what TPESampler(multivariate=True) returns, from the shared incremental intersection
+        return {name: d for name, d in self._space[1].calculate(study, use_cache=True).items() if not d.single()}
 
     def sample_relative(self, study: Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
