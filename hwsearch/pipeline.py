@@ -326,11 +326,12 @@ def _run_stages(config, target, search: SearchConfig, folder: RunFolder, storage
         clock = time.perf_counter()
 
     tables = build_tables(config, target, progress, say, prepared)
-    if prepared is None:
-        timings.update(tables.prepared.timings_s)
-    else:
-        timings.update({name: 0.0 for name in tables.prepared.timings_s})
+    # the stages prepare ran (none when the tables were prepared beforehand), then the cost table's own time
+    prepared_s = tables.prepared.timings_s if prepared is None else {name: 0.0 for name in tables.prepared.timings_s}
     lap("tables_cost")
+    timings["tables_cost"] = round(timings["tables_cost"] - sum(prepared_s.values()), 2) if prepared is None \
+        else timings["tables_cost"]
+    timings = {**prepared_s, **timings}
     workload, layers, names, options = tables.workload, tables.layers, tables.names, tables.options
     costs, proxy, calibration, baseline_choice = tables.costs, tables.proxy, tables.calibration, tables.baseline_choice
     baselines = tables.baselines
