@@ -31,6 +31,7 @@ import math
 import operator
 import traceback
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import networkx as nx
 import torch
@@ -471,8 +472,10 @@ def _first_line(exc: BaseException) -> str:
 
 def _where(exc: BaseException) -> str:
     """' at file.py:42 (`source line`)': the user's line where tracing failed, outside torch itself."""
+    ours = (str(Path(torch.__file__).resolve().parent), str(Path(__file__).resolve().parent))
+    # by package folder, not by name: a checkout that lives in a folder called hwsearch holds user code too
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if "/torch/" not in f.filename and "/hwsearch/" not in f.filename]
+              if not str(Path(f.filename).resolve()).startswith(tuple(f"{d}/" for d in ours))]
     if not frames:
         return ""
     frame = frames[-1]
