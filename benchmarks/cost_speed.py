@@ -25,7 +25,7 @@ from hwsearch import artifact  # noqa: E402
 from hwsearch.cost_table import build_cost_table  # noqa: E402
 from hwsearch.layer_graph import LayerGraph  # noqa: E402
 from hwsearch.models import build_model  # noqa: E402
-from hwsearch.options import layer_options  # noqa: E402
+from hwsearch.grid import layer_options  # noqa: E402
 
 OUT = ROOT / "results" / "benchmarks"
 MODELS = (("resnet18_digits", (1, 1, 8, 8)), ("resnet50", (1, 3, 224, 224)))

@@ -35,7 +35,8 @@ from hwsearch.cost_table import plan_costs  # noqa: E402
 from hwsearch.layer_graph import LayerGraph  # noqa: E402
 from hwsearch.models import build_model  # noqa: E402
 from hwsearch.onnx_export import plain_  # noqa: E402
-from hwsearch.options import Option, layer_options  # noqa: E402
+from hwsearch.grid import layer_options  # noqa: E402
+from hwsearch.options import Option  # noqa: E402
 
 SHAPES = {"resnet18_digits": (1, 8, 8), "lenet5_digits": (1, 8, 8)}
 

@@ -15,7 +15,8 @@ sys.path.insert(0, str(ROOT))
 from cost_models import load_target, make_cost_model  # noqa: E402
 from hwsearch import artifact  # noqa: E402
 from hwsearch.cost_table import CostTable, build_cost_table  # noqa: E402
-from hwsearch.options import Option, layer_options  # noqa: E402
+from hwsearch.grid import layer_options  # noqa: E402
+from hwsearch.options import Option  # noqa: E402
 from hwsearch.layer_graph import LayerGraph  # noqa: E402
 from hwsearch.proxy import ProxyTable, cached_proxy_table  # noqa: E402
 from hwsearch.workload import Workload, default_cache_dir, load_workload  # noqa: E402

@@ -32,7 +32,8 @@ from cost_models import Target, make_cost_model
 from cost_models.calibrate import fit, predict, published
 from hwsearch.errors import HwsearchError
 from hwsearch.layer_graph import LayerGraph
-from hwsearch.options import Option, Plan, layer_options
+from hwsearch.grid import layer_options
+from hwsearch.options import Option, Plan
 
 HOST_MODELS = (("resnet18", (3, 224, 224)), ("mobilenet_v2", (3, 224, 224)), ("squeezenet1_1", (3, 224, 224)),
                ("resnet18_digits", (1, 8, 8)))

@@ -22,7 +22,8 @@ from hwsearch.budget import Budgets
 from hwsearch.cost_table import CostTable
 from hwsearch.knapsack import SEPARABLE
 from hwsearch.layer_graph import Layer
-from hwsearch.options import BITS, CODEBOOK_BITS, RANK_FRACTIONS, SPARSITIES, Option
+from hwsearch.grid import BITS, CODEBOOK_BITS, RANK_FRACTIONS, SPARSITIES
+from hwsearch.options import Option
 from hwsearch.proxy import ProxyTable
 from hwsearch.study import lower_hull, non_dominated
 

@@ -34,7 +34,8 @@ from hwsearch.errors import RunError
 from hwsearch.knapsack import smallest_for_score
 from hwsearch.compress.classifier import replace_classifier, with_transform
 from hwsearch.layer_graph import Layer, LayerGraph
-from hwsearch.options import Option, layer_options
+from hwsearch.grid import layer_options
+from hwsearch.options import Option
 from hwsearch.proxy import PlanScorer, ProxyTable, cached_proxy_table
 from hwsearch.retrain import retrain
 from hwsearch.run_folder import MAX_ID, RECORD, RunFolder, RunKept, check_run_id, interrupted_runs
@@ -305,13 +306,18 @@ def hardware_tables(prepared: Prepared, target, search: SearchConfig, config: Ru
 
 def build_tables(config: RunConfig, target, progress, say, prepared: Prepared | None = None) -> Tables:
     """The workload (cached model, or the user's), its layer graph, options, proxy and cost tables."""
-    if prepared is None:
-        prepared = prepare(config, progress, say)
-    elif prepared.key != prepare_key(config):
-        raise RuntimeError(f"bug: tables prepared for {prepared.key} reused for {prepare_key(config)}")
-    else:
-        say(f"model and proxy table reused (prepared once for several runs; proxy table {prepared.proxy_source})")
+    prepared = prepare_or_reuse(config, progress, say, prepared)
     return hardware_tables(prepared, target, search_config(config), config, progress, say)
+
+
+def prepare_or_reuse(config: RunConfig, progress, say, prepared: Prepared | None) -> Prepared:
+    """`prepared` if given (checked to be for this config), else `prepare(config)`."""
+    if prepared is None:
+        return prepare(config, progress, say)
+    if prepared.key != prepare_key(config):
+        raise RuntimeError(f"bug: tables prepared for {prepared.key} reused for {prepare_key(config)}")
+    say(f"model and proxy table reused (prepared once for several runs; proxy table {prepared.proxy_source})")
+    return prepared
 
 
 def _run_stages(config, target, search: SearchConfig, folder: RunFolder, storage, previous, progress,
@@ -325,13 +331,13 @@ def _run_stages(config, target, search: SearchConfig, folder: RunFolder, storage
         timings[name] = round(time.perf_counter() - clock, 2)
         clock = time.perf_counter()
 
-    tables = build_tables(config, target, progress, say, prepared)
-    # the stages prepare ran (none when the tables were prepared beforehand), then the cost table's own time
-    prepared_s = tables.prepared.timings_s if prepared is None else {name: 0.0 for name in tables.prepared.timings_s}
+    reused = prepared is not None
+    prepared = prepare_or_reuse(config, progress, say, prepared)
+    # the stages prepare ran here (0 s when the tables were prepared beforehand, for several runs)
+    timings.update({name: 0.0 if reused else seconds for name, seconds in prepared.timings_s.items()})
+    clock = time.perf_counter()
+    tables = hardware_tables(prepared, target, search, config, progress, say)
     lap("tables_cost")
-    timings["tables_cost"] = round(timings["tables_cost"] - sum(prepared_s.values()), 2) if prepared is None \
-        else timings["tables_cost"]
-    timings = {**prepared_s, **timings}
     workload, layers, names, options = tables.workload, tables.layers, tables.names, tables.options
     costs, proxy, calibration, baseline_choice = tables.costs, tables.proxy, tables.calibration, tables.baseline_choice
     baselines = tables.baselines

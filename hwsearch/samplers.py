@@ -63,8 +63,7 @@ class PerTrialSeed(BaseSampler):
         # multivariate TPE's search space is the intersection of the finished trials' parameters; a fresh
         # TPESampler per trial would recompute it over the whole history every trial (a fifth of a 300-trial
         # study's time, measured): one incremental IntersectionSearchSpace serves every trial instead
-        self._shared = shared_space
-        self._space: tuple[int, IntersectionSearchSpace] | None = None   # (study id, its search space)
+        self._space = IntersectionSearchSpace(include_pruned=True) if shared_space else None   # one study's
 
     def _for(self, trial: FrozenTrial) -> BaseSampler:
         if self._current is None or self._current[0] != trial.number:
@@ -72,12 +71,10 @@ class PerTrialSeed(BaseSampler):
         return self._current[1]
 
     def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        if not self._shared:
+        if self._space is None:
             return self._for(trial).infer_relative_search_space(study, trial)
-        if self._space is None or self._space[0] != study._study_id:
-            self._space = (study._study_id, IntersectionSearchSpace(include_pruned=True))
         # what TPESampler(multivariate=True) returns, from the shared incremental intersection
-        return {name: d for name, d in self._space[1].calculate(study, use_cache=True).items() if not d.single()}
+        return {name: d for name, d in self._space.calculate(study, use_cache=True).items() if not d.single()}
 
     def sample_relative(self, study: Study, trial: FrozenTrial,
                         search_space: dict[str, BaseDistribution]) -> dict[str, Any]:

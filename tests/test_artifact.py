@@ -12,7 +12,8 @@ from hwsearch.compress import apply_, layer_nbytes
 from hwsearch.errors import ArtifactError
 from hwsearch.layer_graph import LayerGraph
 from hwsearch.models import build_model
-from hwsearch.options import Option, layer_options
+from hwsearch.grid import layer_options
+from hwsearch.options import Option
 
 SPEC = {"name": "lenet5_digits", "kwargs": {}}
 DATA = Path(__file__).parent / "data"

@@ -10,7 +10,8 @@ from hwsearch.baselines import baseline_plans, fits, greedy_plan, uniform_plan
 from hwsearch.budget import Budgets
 from hwsearch.cost_table import build_cost_table
 from hwsearch.layer_graph import LayerGraph
-from hwsearch.options import Option, layer_options
+from hwsearch.grid import layer_options
+from hwsearch.options import Option
 from hwsearch.proxy import build_proxy_table
 from hwsearch.study import SearchConfig, search_space
 

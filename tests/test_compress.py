@@ -5,7 +5,8 @@ import torch
 
 from hwsearch.compress import CompressedLayer, apply_, compress, kept_count, quantize
 from hwsearch.layer_graph import LayerGraph
-from hwsearch.options import Option, layer_options
+from hwsearch.grid import layer_options
+from hwsearch.options import Option
 
 
 def test_fp32_option_reproduces_the_layer_exactly(tiny, example):

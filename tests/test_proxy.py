@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from hwsearch.layer_graph import LayerGraph
-from hwsearch.options import Option, layer_options
+from hwsearch.grid import layer_options
+from hwsearch.options import Option
 from hwsearch.compress import capture_inputs
 from hwsearch.proxy import build_proxy_table
 

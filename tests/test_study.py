@@ -8,7 +8,8 @@ from hwsearch import artifact
 from hwsearch.cost_table import build_cost_table
 from hwsearch.errors import BudgetInfeasible
 from hwsearch.layer_graph import LayerGraph
-from hwsearch.options import Option, layer_options
+from hwsearch.grid import layer_options
+from hwsearch.options import Option
 from hwsearch.proxy import build_proxy_table
 import itertools
 
