@@ -37,6 +37,7 @@ WORKER = f"{socket.gethostname()}:{os.getpid()}"   # who evaluates a trial on a 
 TICKET = "ticket"           # user attribute: the ticket number a trial (or its retry) evaluates
 ISSUED = "tickets_issued"   # study user attribute: every ticket is in the queue
 MAX_RETRIES = 3             # a ticket whose evaluation kills its process this often is given up
+ERROR = "error"             # user attribute of a trial failed by an error of its own (not retried)
 
 Objective = Callable[[optuna.Trial], float | Sequence[float]]
 
@@ -69,22 +70,43 @@ def run(study: optuna.Study, storage: BaseStorage, objective: Objective, *,
     tell a dead process from a slow one (database storages); elsewhere nothing but this
     process runs trials.
     """
-    beating = heartbeat_interval(storage) is not None
-    done = 0
+    interval = heartbeat_interval(storage)
+    done, quiet_since = 0, None
     while True:
-        if beating:
+        if interval is not None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
-        trial_id = _claim(study, storage, beating)
+        trial_id = _claim(study, storage, interval is not None)
         if trial_id is not None:
             done += evaluate(study, storage, trial_id, objective)
             if on_trial:
                 on_trial()
+            quiet_since = None
             continue
-        if not beating or not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if interval is None:
             return done
+        if study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            quiet_since = None
+        else:
+            # nothing waiting or running: done, unless a stale trial was just failed by another process
+            # and its retry is not enqueued yet (two writes, not one); that process is given a few beats
+            quiet_since = quiet_since or time.monotonic()
+            if not retry_due(study) or time.monotonic() - quiet_since > 3 * interval:
+                return done
         time.sleep(poll_s)
+
+
+def retry_due(study: optuna.Study) -> bool:
+    """Whether some ticket has no completed trial and a failure that is to be retried: it died with its
+    process (a stale heartbeat, not an error of its own) fewer than MAX_RETRIES + 1 times."""
+    trials = study.get_trials(deepcopy=False)
+    settled = {t.user_attrs.get(TICKET) for t in trials if t.state == TrialState.COMPLETE or ERROR in t.user_attrs}
+    failures: dict[int, int] = {}
+    for t in trials:
+        if t.state == TrialState.FAIL:
+            failures[t.user_attrs.get(TICKET)] = failures.get(t.user_attrs.get(TICKET), 0) + 1
+    return any(ticket not in settled and count <= MAX_RETRIES for ticket, count in failures.items())
 
 
 def stale_own(study: optuna.Study, workers: set[str], *, all_running: bool) -> list[int]:
@@ -101,16 +123,21 @@ def evaluate(study: optuna.Study, storage: BaseStorage, trial_id: int, objective
     An error in the objective marks the trial FAIL and propagates; an interruption leaves
     it RUNNING for a resumed run to finish.
     """
+    trial = optuna.Trial(study, trial_id)
     try:
         with _Heartbeat(storage, trial_id) as heartbeat:
-            trial = optuna.Trial(study, trial_id)
             if heartbeat.interval is not None:     # a shared storage: say who holds the trial (one more write)
                 trial.set_user_attr("worker", WORKER)
             values = objective(trial)
     except UpdateFinishedTrialError:
         return False
-    except Exception:
-        study.tell(trial_id, state=TrialState.FAIL, skip_if_finished=True)
+    except Exception as exc:
+        try:            # an error of the trial's own is not retried: say so, for `retry_due`
+            trial.set_user_attr(ERROR, f"{type(exc).__name__}: {exc}"[:500])
+        except Exception:       # the storage itself may be what failed
+            pass
+        # the trial, not its id: study.tell reads a bare number as the trial's number in the study
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         raise
     study.tell(trial, values, skip_if_finished=True)
     return storage.get_trial(trial_id).state == TrialState.COMPLETE
