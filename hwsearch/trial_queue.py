@@ -13,7 +13,8 @@ On a database storage a running trial carries a heartbeat. A trial whose process
 (killed, its machine gone) stops beating; after the grace period whichever process looks
 first marks it FAIL and enqueues a retry of the same ticket (up to `MAX_RETRIES` times),
 and the others go on. A process that finds nothing waiting keeps polling while trials of
-other processes are still running, so that it can take over a retry.
+other processes are still running, or a failed ticket's retry is still due, so that it can
+take over a retry; a trial failed by an error of its own is marked (`ERROR`) and not retried.
 
 A trial interrupted in this process (Ctrl-C, SIGTERM, SIGKILL) stays RUNNING: the run
 that resumes it evaluates it again under the same number (`finish`), so that a resumed
