@@ -98,7 +98,9 @@ def test_version_1_files_still_load(tmp_path):
     model, meta = artifact.load(DATA / "lenet5_v1.hws")
     x = torch.randn(8, 1, 8, 8, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        assert torch.equal(model(x), torch.from_numpy(np.load(DATA / "lenet5_v1_outputs.npy")))
+        # the outputs were saved on another CPU: its float kernels may round the last bit differently
+        torch.testing.assert_close(model(x), torch.from_numpy(np.load(DATA / "lenet5_v1_outputs.npy")),
+                                   rtol=1e-5, atol=1e-6)
     assert model.fc1.option == Option(rank=8, sparsity=0.5, bits=4) and meta["model"]["name"] == "lenet5_digits"
     again = tmp_path / "v2.hws"                       # and write back as version 2, same outputs
     artifact.save(model, again, model_spec=meta["model"], layer_names=meta["layers"])
