@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cost_models import available_targets, load_target, make_cost_model  # noqa: E402
-from hwsearch import artifact  # noqa: E402
-from hwsearch.cost_table import build_cost_table  # noqa: E402
-from hwsearch.layer_graph import LayerGraph  # noqa: E402
-from hwsearch.models import build_model  # noqa: E402
-from hwsearch.grid import layer_options  # noqa: E402
+from hwsearch.export import artifact  # noqa: E402
+from cost_models.table import build_cost_table  # noqa: E402
+from hwsearch.graph.layer_graph import LayerGraph  # noqa: E402
+from hwsearch.workloads.models import build_model  # noqa: E402
+from hwsearch.compression.grid import layer_options  # noqa: E402
 
 OUT = ROOT / "results" / "benchmarks"
 MODELS = (("resnet18_digits", (1, 1, 8, 8)), ("resnet50", (1, 3, 224, 224)))

@@ -30,13 +30,13 @@ sys.path.insert(0, str(ROOT))
 
 from cost_models import load_target, make_cost_model  # noqa: E402
 from cost_models.validate import Agreement  # noqa: E402
-from hwsearch.compress import apply_  # noqa: E402
-from hwsearch.cost_table import plan_costs  # noqa: E402
-from hwsearch.layer_graph import LayerGraph  # noqa: E402
-from hwsearch.models import build_model  # noqa: E402
-from hwsearch.onnx_export import plain_  # noqa: E402
-from hwsearch.grid import layer_options  # noqa: E402
-from hwsearch.options import Option  # noqa: E402
+from hwsearch.compression import apply_  # noqa: E402
+from cost_models.table import plan_costs  # noqa: E402
+from hwsearch.graph.layer_graph import LayerGraph  # noqa: E402
+from hwsearch.workloads.models import build_model  # noqa: E402
+from hwsearch.export.onnx_export import plain_  # noqa: E402
+from hwsearch.compression.grid import layer_options  # noqa: E402
+from hwsearch.compression.options import Option  # noqa: E402
 
 SHAPES = {"resnet18_digits": (1, 8, 8), "lenet5_digits": (1, 8, 8)}
 

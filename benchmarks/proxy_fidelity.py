@@ -37,14 +37,14 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from tables import OUT, tables  # noqa: E402
 from hwsearch.budget import Budgets  # noqa: E402
-from hwsearch.compress import apply_  # noqa: E402
+from hwsearch.compression import apply_  # noqa: E402
 from hwsearch.config import RunConfig  # noqa: E402
-from hwsearch.knapsack import exact_optimum  # noqa: E402
+from hwsearch.search.knapsack import exact_optimum  # noqa: E402
 from hwsearch.proxy import PlanScorer  # noqa: E402
-from hwsearch.retrain import retrain  # noqa: E402
-from hwsearch.baselines import greedy_plan  # noqa: E402
-from hwsearch.study import SearchConfig, _Repair, search_space  # noqa: E402
-from hwsearch.training import TrainConfig  # noqa: E402
+from hwsearch.runs.retraining import retrain  # noqa: E402
+from hwsearch.search.baselines import greedy_plan  # noqa: E402
+from hwsearch.search import Repair, SearchConfig, search_space  # noqa: E402
+from hwsearch.workloads.training import TrainConfig  # noqa: E402
 
 BUDGETS = {"resnet18_digits": (2_000_000, 1_000_000, 800_000, 600_000, 500_000, 420_000),
            "lenet5_digits": (16_000, 8_000, 5_300, 4_000, 3_600, 3_200)}
@@ -65,7 +65,7 @@ def candidates(t, rng: random.Random) -> list[tuple[str, int, dict[str, int]]]:
         greedy = greedy_plan(space, plain, t.costs, budgets)
         if greedy is not None:
             out.append(("greedy, sum", budget, greedy))
-        repair = _Repair(plain, t.costs, budgets, space)
+        repair = Repair(plain, t.costs, budgets, space)
         for _ in range(N_RANDOM):
             choice = {name: rng.choice(space[name]) for name in t.names}
             out.append(("random", budget, repair(choice, t.costs.totals(choice))))

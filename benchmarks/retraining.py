@@ -21,10 +21,10 @@ from rich.progress import Progress
 
 from tables import OUT, tables
 from hwsearch.budget import Budgets
-from hwsearch.knapsack import exact_optimum
-from hwsearch.retrain import retrain
-from hwsearch.study import SearchConfig, search_space
-from hwsearch.training import TrainConfig
+from hwsearch.search.knapsack import exact_optimum
+from hwsearch.runs.retraining import retrain
+from hwsearch.search import SearchConfig, search_space
+from hwsearch.workloads.training import TrainConfig
 
 # two of ResNet-18's tight budgets: 37 epochs per plan and seed over the recipes
 BUDGETS = {"resnet18_digits": (500_000, 390_000),

@@ -1,6 +1,6 @@
 """The tables a run builds before its study, for the benchmarks: one built-in model on one target.
 
-The same stages as `hwsearch.pipeline` (workload, layer graph, options, cost and proxy
+The same stages as `hwsearch.runs.pipeline` (workload, layer graph, options, cost and proxy
 tables, both cached as a run caches them), without a run folder.
 """
 from __future__ import annotations
@@ -13,13 +13,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from cost_models import load_target, make_cost_model  # noqa: E402
-from hwsearch import artifact  # noqa: E402
-from hwsearch.cost_table import CostTable, build_cost_table  # noqa: E402
-from hwsearch.grid import layer_options  # noqa: E402
-from hwsearch.options import Option  # noqa: E402
-from hwsearch.layer_graph import LayerGraph  # noqa: E402
+from hwsearch.export import artifact  # noqa: E402
+from cost_models.table import CostTable, build_cost_table  # noqa: E402
+from hwsearch.compression.grid import layer_options  # noqa: E402
+from hwsearch.compression.options import Option  # noqa: E402
+from hwsearch.graph.layer_graph import LayerGraph  # noqa: E402
 from hwsearch.proxy import ProxyTable, cached_proxy_table  # noqa: E402
-from hwsearch.workload import Workload, default_cache_dir, load_workload  # noqa: E402
+from hwsearch.workloads import Workload, default_cache_dir, load_workload  # noqa: E402
 
 OUT = ROOT / "results" / "benchmarks"
 CALIBRATION = 256

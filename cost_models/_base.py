@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hwsearch.layer_graph import Layer
-from hwsearch.options import Option
+from hwsearch.graph.layer_graph import Layer
+from hwsearch.compression.options import Option
 
 from cost_models.target import Target
 
@@ -102,7 +102,7 @@ class CostModel(abc.ABC):
 
         `sizes[i]`: the exact bytes pair i's layer takes in the file, measured on its fitted
         factors (sparse positions and codebook indices are data-dependent); None, or no
-        `sizes`: the estimate from shapes, an upper bound (`hwsearch.compress.estimate_layer_nbytes`).
+        `sizes`: the estimate from shapes, an upper bound (`hwsearch.compression.estimate_layer_nbytes`).
         """
 
     def layer_cost(self, layer: Layer, option: Option = Option()) -> Cost:

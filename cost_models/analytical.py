@@ -22,8 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hwsearch.layer_graph import Layer
-from hwsearch.options import Option
+from hwsearch.graph.layer_graph import Layer
+from hwsearch.compression.options import Option
 
 from cost_models._base import Costs, CostModel
 from cost_models.nests import ELEMENTWISE, MAC, POOL, Nests, build_nests

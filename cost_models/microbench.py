@@ -14,7 +14,7 @@ Every figure is measured on one thread, as the runtime named delivers it:
 A MAC is one multiply-accumulate (2 FLOP). The two fp32 figures differ on AMD CPUs:
 MKL's sgemm runs its AVX2 kernels there, oneDNN's convolutions AVX-512.
 Runtimes: "torch", "onnxruntime" (fp32) and "onnxruntime-int8" (every layer quantized
-in QDQ form, as `hwsearch.onnx_export.export_onnx` does).
+in QDQ form, as `hwsearch.export.onnx_export.export_onnx` does).
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from cost_models.measure import measure_call, measure_onnxruntime, measure_torch
-from hwsearch.onnx_export import export_onnx
+from hwsearch.export.onnx_export import export_onnx
 
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")
 KiB = 1024

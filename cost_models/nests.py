@@ -7,7 +7,7 @@ Every costed op becomes one or more convolution-shaped loop nests,
 
 and the cost models price nests, not layers. A linear layer is the nest with OY =
 positions and OX = FY = FX = 1. A compressed layer is one nest per step of its
-structure (`hwsearch.compress`): a rank-r SVD two, Tucker-2 three, low rank plus sparse
+structure (`hwsearch.compression`): a rank-r SVD two, Tucker-2 three, low rank plus sparse
 three (the sparse copy of the layer beside the two low-rank steps), each hidden map
 written by one step and read by the next; its weights move as the file stores them
 (codebook indices and codebook, bitmask or relative sparse indices, packed codes). In a
@@ -26,10 +26,10 @@ from typing import Sequence
 
 import numpy as np
 
-from hwsearch.compress import Geometry, estimate_layer_nbytes, factor_shapes, kept_count, structure_of
-from hwsearch.compress.lowrank_sparse import sparse_count
-from hwsearch.layer_graph import Layer
-from hwsearch.options import Option
+from hwsearch.compression import Geometry, estimate_layer_nbytes, factor_shapes, kept_count, structure_of
+from hwsearch.compression.lowrank_sparse import sparse_count
+from hwsearch.graph.layer_graph import Layer
+from hwsearch.compression.options import Option
 
 MAC, POOL, ELEMENTWISE = 0, 1, 2     # nest kinds
 

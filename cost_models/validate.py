@@ -31,9 +31,9 @@ from scipy.stats import spearmanr
 from cost_models import Target, make_cost_model
 from cost_models.calibrate import fit, predict, published
 from hwsearch.errors import HwsearchError
-from hwsearch.layer_graph import LayerGraph
-from hwsearch.grid import layer_options
-from hwsearch.options import Option, Plan
+from hwsearch.graph.layer_graph import LayerGraph
+from hwsearch.compression.grid import layer_options
+from hwsearch.compression.options import Option, Plan
 
 HOST_MODELS = (("resnet18", (3, 224, 224)), ("mobilenet_v2", (3, 224, 224)), ("squeezenet1_1", (3, 224, 224)),
                ("resnet18_digits", (1, 8, 8)))
@@ -69,9 +69,9 @@ def random_plan(layers, rng: random.Random, p_rank: float, p_int8: float) -> Pla
 def validate_host(target: Target, *, variants: int = 8, models=HOST_MODELS, seed: int = 0, progress=None) -> dict:
     """Measure compressed variants of `models` with the target's runtime; compare with predictions."""
     from cost_models.measure import measure_onnxruntime, measure_torch
-    from hwsearch.compress import apply_
-    from hwsearch.models import build_model
-    from hwsearch.onnx_export import export_onnx, plain_
+    from hwsearch.compression import apply_
+    from hwsearch.workloads.models import build_model
+    from hwsearch.export.onnx_export import export_onnx, plain_
 
     runtime = target.runtime
     if runtime not in ("onnxruntime", "torch"):
@@ -126,7 +126,7 @@ def validate_host(target: Target, *, variants: int = 8, models=HOST_MODELS, seed
 
 def _predict(target: Target, graph: LayerGraph, plan: Plan) -> tuple[float, float]:
     """Whole-model latency of a plan, and the share of its weights that stays on chip between inferences."""
-    from hwsearch.cost_table import plan_costs
+    from cost_models.table import plan_costs
 
     totals = plan_costs(make_cost_model("analytical", target), graph, plan)
     return totals["latency_s"], totals["warm_share"]
@@ -160,7 +160,7 @@ def current_errors(target: Target) -> list[dict]:
 def validate_simulator(target: Target, *, layers: int = 12, progress=None) -> dict:
     """The analytical model against ZigZag on `layers` layer shapes of ResNet-18 at 224 x 224 (fp, 8-bit, low rank)."""
     from cost_models.zigzag import ZigZagCostModel
-    from hwsearch.models import build_model
+    from hwsearch.workloads.models import build_model
 
     graph = LayerGraph.trace(build_model("resnet18").eval(), torch.zeros(1, 3, 224, 224))
     convs = graph.compressible()

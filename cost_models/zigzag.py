@@ -93,8 +93,8 @@ import numpy as np
 
 from hwsearch.atomic_write import write_text
 from hwsearch.errors import TargetError
-from hwsearch.layer_graph import Layer
-from hwsearch.options import Option
+from hwsearch.graph.layer_graph import Layer
+from hwsearch.compression.options import Option
 
 from cost_models._base import CostModel, Costs
 from cost_models.analytical import AnalyticalCostModel, _per_pair
@@ -165,7 +165,7 @@ class ZigZagCostModel(CostModel):
         self.opt = opt
         self.workers = workers
         if cache_dir is None:
-            from hwsearch.workload import default_cache_dir
+            from hwsearch.workloads import default_cache_dir
             cache_dir = default_cache_dir() / "zigzag"
         self.cache_dir = Path(cache_dir)
         self._analytical = AnalyticalCostModel(target, batch=batch, warm=warm)

@@ -1,5 +1,5 @@
 import sys
 
-from hwsearch.cli import main
+from hwsearch.commands import main
 
 sys.exit(main())

@@ -4,7 +4,12 @@ Kept free of heavy imports so that the CLI can answer `--help` and reject bad in
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+
+# how a run records a model, data, metric or loss passed to hwsearch.search as an object: "object:pkg.mod.Net"
+IN_MEMORY = "object:"
 
 
 @dataclass(frozen=True)
@@ -47,18 +52,22 @@ FLAGS = {"trials": "--trials", "top_k": "--top-k", "finetune_epochs": "--finetun
          "calibration_size": "--calibration", "max_accuracy_drop": "--max-accuracy-drop", "model": "--model",
          "data": "--data", "input": "--input", "eval": "--eval", "loss": "--loss"}
 YAML_KEYS = {"calibration_size": "calibration"}
+ARGUMENTS = {"calibration_size": "calibration", "input": "input_shape"}    # hwsearch.search's names
 
 
-def check(config: RunConfig, *, yaml: bool = False) -> None:
+def check(config: RunConfig, *, yaml: bool = False, api: bool = False) -> None:
     """Refuse a config whose values no run can use, with the rule and the fix (HwsearchError).
 
-    The CLI and `nightly.yaml` share these rules; budgets are parsed here too. Whether the model,
-    target and data exist is checked where they are loaded.
+    The CLI, `nightly.yaml` and `hwsearch.search` share these rules, each naming the values
+    as it spells them; budgets are parsed here too. Whether the model, target and data exist
+    is checked where they are loaded.
     """
     from hwsearch.budget import Budgets
     from hwsearch.errors import HwsearchError
 
     def name(field: str) -> str:
+        if api:
+            return ARGUMENTS.get(field, field)
         return YAML_KEYS.get(field, field) if yaml else FLAGS[field]
 
     for field, low in (("trials", 1), ("top_k", 1), ("finetune_epochs", 0), ("calibration_size", 1)):
@@ -69,7 +78,7 @@ def check(config: RunConfig, *, yaml: bool = False) -> None:
                                 else f"{name(field)} must be at least {low}, got {value}")
     if config.budget is None and config.latency is None and config.energy is None:
         raise HwsearchError("no budget given: pass --budget (e.g. 10MB), --latency (e.g. 5ms) or --energy "
-                            "(e.g. 2mJ), or several" if not yaml else
+                            "(e.g. 2mJ), or several" if not (yaml or api) else
                             "no budget given: set budget (e.g. 10MB), latency (e.g. 5ms) or energy (e.g. 2mJ), "
                             "or several")
     if not 0 <= config.max_accuracy_drop <= 100:
@@ -87,5 +96,22 @@ def check(config: RunConfig, *, yaml: bool = False) -> None:
                             f"and {name('data')}")
     Budgets.parse(size=config.budget, latency=config.latency, energy=config.energy)
     if config.input:
-        from hwsearch.cost_report import parse_input
+        from hwsearch.workloads import parse_input
         parse_input(config.input)
+
+
+MAX_ID = 120            # characters: the folder name (plus ".partial" and temporary names) stays far below 255 bytes
+RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", re.ASCII)
+
+
+def check_run_id(run_id: str) -> None:
+    """A run id names a folder and a study: a plain name of at most MAX_ID characters (RunError if not)."""
+    from hwsearch.errors import RunError
+
+    if not RUN_ID.fullmatch(run_id):
+        shown = run_id if len(run_id) <= 40 else f"{run_id[:40]}... ({len(run_id)} characters)"
+        raise RunError(f"--run-id {shown!r} is not a plain folder name: use letters, digits, '.', '_' and "
+                       "'-' only, not starting with '.'")
+    if len(run_id) > MAX_ID:
+        raise RunError(f"--run-id is {len(run_id)} characters long; give at most {MAX_ID} (a folder name, with room "
+                       "for the files hwsearch writes beside it)")

@@ -46,3 +46,13 @@ class StorageError(HwsearchError):
 
 class RunError(HwsearchError):
     """A run folder that cannot be created or resumed: taken, in progress, finished, or not a run."""
+
+
+class RunKept(Exception):
+    """A run stopped (interrupted, or failed) after some of its trials finished: its folder is kept for `--resume`.
+
+    Not a HwsearchError: the reason is the exception it is raised from (`__cause__`)."""
+
+    def __init__(self, path, finished: int):
+        super().__init__(f"{finished} finished trials kept in {path}")
+        self.path, self.finished = path, finished

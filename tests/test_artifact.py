@@ -7,13 +7,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from hwsearch import artifact
-from hwsearch.compress import apply_, layer_nbytes
+from hwsearch.export import artifact
+from hwsearch.compression import apply_, layer_nbytes
 from hwsearch.errors import ArtifactError
-from hwsearch.layer_graph import LayerGraph
-from hwsearch.models import build_model
-from hwsearch.grid import layer_options
-from hwsearch.options import Option
+from hwsearch.graph.layer_graph import LayerGraph
+from hwsearch.workloads.models import build_model
+from hwsearch.compression.grid import layer_options
+from hwsearch.compression.options import Option
 
 SPEC = {"name": "lenet5_digits", "kwargs": {}}
 DATA = Path(__file__).parent / "data"

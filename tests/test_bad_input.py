@@ -3,7 +3,7 @@ no traceback, no new run folder.
 
 Rows are read from the table itself, so a row added to the doc is a test. In a command,
 `{0*400}` stands for 400 zeros; in a message, `…` stands for any text (paths of this
-machine, a driver's wording). Commands run in-process through `hwsearch.cli.main`, from a
+machine, a driver's wording). Commands run in-process through `hwsearch.commands.main`, from a
 scratch folder holding tests/bad_input/ as `bad/`, a file `afile`, a folder `somefolder`,
 a finished run `results/done`, and compressed files made for the purpose.
 """
@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from hwsearch import artifact, cli
-from hwsearch.compress import apply_
-from hwsearch.models import build_model
-from hwsearch.options import Option
-from hwsearch.workload import load_workload
+from hwsearch.export import artifact
+from hwsearch import commands as cli
+from hwsearch.compression import apply_
+from hwsearch.workloads.models import build_model
+from hwsearch.compression.options import Option
+from hwsearch.workloads import load_workload
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*`(hwsearch[^`]*)`\s*\|\s*`([^`]*)`\s*\|\s*(\d)\s*\|\s*$")

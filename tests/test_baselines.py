@@ -5,15 +5,15 @@ import pytest
 import torch
 
 from cost_models import load_target, make_cost_model
-from hwsearch import artifact
-from hwsearch.baselines import baseline_plans, fits, greedy_plan, uniform_plan
+from hwsearch.export import artifact
+from hwsearch.search.baselines import baseline_plans, fits, greedy_plan, uniform_plan
 from hwsearch.budget import Budgets
-from hwsearch.cost_table import build_cost_table
-from hwsearch.layer_graph import LayerGraph
-from hwsearch.grid import layer_options
-from hwsearch.options import Option
+from cost_models.table import build_cost_table
+from hwsearch.graph.layer_graph import LayerGraph
+from hwsearch.compression.grid import layer_options
+from hwsearch.compression.options import Option
 from hwsearch.proxy import build_proxy_table
-from hwsearch.study import SearchConfig, search_space
+from hwsearch.search import SearchConfig, search_space
 
 
 @pytest.fixture

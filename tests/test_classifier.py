@@ -5,13 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from hwsearch import artifact
-from hwsearch.compress import apply_, layer_nbytes
-from hwsearch.compress.classifier import replace_classifier, with_transform
+from hwsearch.export import artifact
+from hwsearch.compression import apply_, layer_nbytes
+from hwsearch.compression.classifier import replace_classifier, with_transform
 from hwsearch.errors import ModelError
-from hwsearch.layer_graph import LayerGraph
-from hwsearch.models import build_model
-from hwsearch.options import Option
+from hwsearch.graph.layer_graph import LayerGraph
+from hwsearch.workloads.models import build_model
+from hwsearch.compression.options import Option
 
 SPEC = {"name": "vgg_small_digits", "kwargs": {}}
 

@@ -7,8 +7,8 @@ import sys
 import pytest
 import torch
 
-from hwsearch import artifact
-from hwsearch.workload import load_workload
+from hwsearch.export import artifact
+from hwsearch.workloads import load_workload
 
 
 def hwsearch(*args, cwd):

@@ -9,11 +9,13 @@ import pytest
 from rich.progress import Progress
 
 from cost_models import load_target
-from hwsearch import cost_table, pipeline, proxy
+from cost_models import table as cost_table
+from hwsearch.runs import prepared, tables
+from hwsearch.proxy import table as proxy
 from hwsearch.codesign import CodesignConfig, front_ids, plan_grid, run_codesign
 from hwsearch.config import RunConfig
 from hwsearch.errors import BudgetInfeasible
-from hwsearch.workload import load_workload
+from hwsearch.workloads import load_workload
 
 
 def _fresh_cache(model_cache, tmp_path):
@@ -40,8 +42,8 @@ def sweep(model_cache, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("codesign")
     counts: dict[str, int] = {}
     with pytest.MonkeyPatch.context() as patch:
-        for module, name in ((proxy, "build_proxy_table"), (pipeline, "open_workload"),
-                             (pipeline, "cached_proxy_table"), (pipeline, "build_cost_table"),
+        for module, name in ((proxy, "build_proxy_table"), (prepared, "open_workload"),
+                             (prepared, "cached_proxy_table"), (tables, "build_cost_table"),
                              (cost_table, "build_cost_table")):
             _counting(patch, module, name, counts)
         run = RunConfig(model="lenet5_digits", target="eyeriss-like", budget="20KB", trials=30, top_k=2,
@@ -179,10 +181,10 @@ def test_the_front_tolerance_turns_near_ties_into_ties():
 
 
 def test_the_cli_prints_one_row_per_point_and_the_front(sweep, capsys):
-    from hwsearch.cli import _print_codesign
+    from hwsearch.commands.codesign import print_codesign
 
     summary, folder, _ = sweep
-    _print_codesign(summary, folder)
+    print_codesign(summary, folder)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "hwsearch codesign: lenet5_digits on 4 variants of eyeriss-like, budgets size 20 kB"
     assert lines[1].split()[:3] == ["point", "pe", "glb_kb"] and len(lines) == 1 + 1 + 4 + 2

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from hwsearch.compare import CompareError, Tolerances, compare, format_table
+from hwsearch.nightly import CompareError, Tolerances, compare, format_table
 
 
 def _summary(accuracy=0.98, size=19_000, latency=1e-3, energy=2e-3, met=True, budgets=None):

@@ -3,10 +3,10 @@ import copy
 import pytest
 import torch
 
-from hwsearch.compress import CompressedLayer, apply_, compress, kept_count, quantize
-from hwsearch.layer_graph import LayerGraph
-from hwsearch.grid import layer_options
-from hwsearch.options import Option
+from hwsearch.compression import CompressedLayer, apply_, compress, kept_count, quantize
+from hwsearch.graph.layer_graph import LayerGraph
+from hwsearch.compression.grid import layer_options
+from hwsearch.compression.options import Option
 
 
 def test_fp32_option_reproduces_the_layer_exactly(tiny, example):

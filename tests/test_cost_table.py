@@ -5,9 +5,9 @@ from torch import nn
 
 from cost_models import make_cost_model
 from cost_models.target import parse_target
-from hwsearch.cost_table import build_cost_table, plan_costs
-from hwsearch.layer_graph import LayerGraph
-from hwsearch.options import Option
+from cost_models.table import build_cost_table, plan_costs
+from hwsearch.graph.layer_graph import LayerGraph
+from hwsearch.compression.options import Option
 
 CPU = """\
 name: toy-int8-cpu
@@ -107,8 +107,8 @@ def test_with_the_proxy_tables_sizes_the_size_column_is_the_file_size(tmp_path):
     on the fitted options, and the exported file has exactly that size."""
     import copy
 
-    from hwsearch import artifact
-    from hwsearch.compress import apply_
+    from hwsearch.export import artifact
+    from hwsearch.compression import apply_
     from hwsearch.proxy import build_proxy_table
     torch.manual_seed(0)
     model = Chain().eval()

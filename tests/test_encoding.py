@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from hwsearch.compress import Factor, SharedFactor, factor_nbytes
-from hwsearch.compress.encoding import (BITMASK, MAX_CODE_BITS, RELATIVE, HUFFMAN_CODES, Reader, encode_factor,
+from hwsearch.compression import Factor, SharedFactor, factor_nbytes
+from hwsearch.compression.encoding import (BITMASK, MAX_CODE_BITS, RELATIVE, HUFFMAN_CODES, Reader, encode_factor,
                                         huffman_decode, huffman_encode, huffman_lengths, huffman_nbytes,
                                         pack_bits, positions_from_symbols, relative_symbols, unpack_bits)
 

@@ -3,7 +3,7 @@ import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
-from hwsearch import journal
+from hwsearch.storage import journal
 
 
 def objective(trial):

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 from hwsearch.errors import ModelError
-from hwsearch.layer_graph import LayerGraph
-from hwsearch.models import REFERENCE_MODELS, build_model
+from hwsearch.graph.layer_graph import LayerGraph
+from hwsearch.workloads.models import REFERENCE_MODELS, build_model
 from tests.conftest import DataDependent
 
 

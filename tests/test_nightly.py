@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hwsearch import pipeline
+from hwsearch.runs import pipeline
 from hwsearch.nightly import NightlyError, exit_code, load_nightly, run_nightly
 
 MATRIX = """\

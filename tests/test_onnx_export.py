@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from cost_models.measure import session
-from hwsearch.compress import CompressedLayer, apply_
-from hwsearch.onnx_export import export_onnx, plain_, quantized_nodes
-from hwsearch.options import Option
+from hwsearch.compression import CompressedLayer, apply_
+from hwsearch.export.onnx_export import export_onnx, plain_, quantized_nodes
+from hwsearch.compression.options import Option
 
 LAYERS = ["stem", "blocks.0", "fc"]
 

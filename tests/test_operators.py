@@ -8,12 +8,12 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 from torch import nn
 
-from hwsearch.compress import (OPERATORS, Fitter, Geometry, apply_, compress, decode_layer, encode_layer,
+from hwsearch.compression import (OPERATORS, Fitter, Geometry, apply_, compress, decode_layer, encode_layer,
                                estimate_layer_nbytes, factor_shapes, layer_nbytes, structure_of)
-from hwsearch.compress.encoding import Reader
-from hwsearch.compress.lowrank_sparse import Metric, alternating_projection, greedy_bilateral
+from hwsearch.compression.encoding import Reader
+from hwsearch.compression.lowrank_sparse import Metric, alternating_projection, greedy_bilateral
 from hwsearch.errors import OptionError
-from hwsearch.options import Option
+from hwsearch.compression.options import Option
 
 torch.set_num_threads(1)
 

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from hwsearch.layer_graph import LayerGraph
-from hwsearch.grid import layer_options
-from hwsearch.options import Option
-from hwsearch.compress import capture_inputs
+from hwsearch.graph.layer_graph import LayerGraph
+from hwsearch.compression.grid import layer_options
+from hwsearch.compression.options import Option
+from hwsearch.compression import capture_inputs
 from hwsearch.proxy import build_proxy_table
 
 
@@ -38,7 +38,7 @@ def test_inputs_are_those_the_original_model_feeds_each_layer(tiny, example):
 
 
 def test_cache_returns_the_same_table_and_keys_on_the_calibration(tiny, example, tmp_path, monkeypatch):
-    from hwsearch import proxy as proxy_module
+    from hwsearch.proxy import table as proxy_module
     layers = LayerGraph.trace(tiny, example).compressible()
     options = {l.name: layer_options(l) for l in layers}
     x = torch.randn(16, 1, 8, 8)
@@ -128,7 +128,7 @@ def test_output_divergence_is_zero_for_equal_outputs_and_grows_with_the_change()
 
 def test_sensitivity_is_larger_where_the_network_amplifies_an_error():
     """Two layers in a row; scaling the second's weights up by 10 makes the first layer's error matter more."""
-    from hwsearch.layer_graph import LayerGraph
+    from hwsearch.graph.layer_graph import LayerGraph
     from hwsearch.proxy import layer_sensitivity
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Linear(16, 10)).eval()
@@ -145,7 +145,7 @@ def test_sensitivity_is_larger_where_the_network_amplifies_an_error():
 def test_plan_scorer_equals_the_divergence_of_the_compressed_model(tiny, example):
     import copy
 
-    from hwsearch.compress import apply_
+    from hwsearch.compression import apply_
     from hwsearch.proxy import PlanScorer, end_to_end
     layers = LayerGraph.trace(tiny, example).compressible()
     x = torch.randn(32, 1, 8, 8)
@@ -159,7 +159,7 @@ def test_plan_scorer_equals_the_divergence_of_the_compressed_model(tiny, example
 
 
 def test_table_records_the_exact_bytes_of_every_fitted_option(tiny, example, tmp_path):
-    from hwsearch.compress import compress, layer_nbytes
+    from hwsearch.compression import compress, layer_nbytes
     from hwsearch.proxy import cached_proxy_table
     layers = LayerGraph.trace(tiny, example).compressible()
     grid = [Option(), Option(sparsity=0.9, bits=4, codebook=16), Option(bits=8)]

@@ -39,9 +39,9 @@ from torch import fx, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from hwsearch.errors import ModelError
-from hwsearch.models.efficientnet import StochasticDepth
-from hwsearch.models.reference import REFERENCE_MODELS, build_reference
-from hwsearch.models.regnet import block_params
+from hwsearch.workloads.models.efficientnet import StochasticDepth
+from hwsearch.workloads.models.reference import REFERENCE_MODELS, build_reference
+from hwsearch.workloads.models.regnet import block_params
 
 # name: (num_params, GMACs at 1x3x224x224), as torchvision documents them (see module docstring).
 EXPECTED = {

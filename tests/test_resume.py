@@ -17,10 +17,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hwsearch import artifact
+from hwsearch.export import artifact
 from hwsearch.errors import StorageError
-from hwsearch.storage import open_storage
-from hwsearch.workload import load_workload
+from hwsearch.storage.backends import open_storage
+from hwsearch.workloads import load_workload
 
 TRIALS = 80
 ARGS = ["--model", "lenet5_digits", "--budget", "20KB", "--trials", str(TRIALS), "--top-k", "2",

@@ -3,7 +3,7 @@ import optuna
 import pytest
 
 from hwsearch.errors import StorageError
-from hwsearch.storage import kind, masked, open_storage, repair_journal
+from hwsearch.storage.backends import kind, masked, open_storage, repair_journal
 
 
 @pytest.mark.parametrize("url, expected", [
@@ -45,7 +45,7 @@ def test_an_sqlite_storage_opens_with_a_heartbeat(tmp_path):
     assert storage.get_heartbeat_interval() == 2
 
 
-OPEN = "import sys; from hwsearch.storage import open_storage; open_storage(sys.argv[1], heartbeat_s=1)"
+OPEN = "import sys; from hwsearch.storage.backends import open_storage; open_storage(sys.argv[1], heartbeat_s=1)"
 
 
 def open_together(url: str, processes: int = 6) -> list[tuple[int, str]]:

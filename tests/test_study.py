@@ -4,18 +4,18 @@ import pytest
 import torch
 
 from cost_models import load_target, make_cost_model
-from hwsearch import artifact
-from hwsearch.cost_table import build_cost_table
+from hwsearch.export import artifact
+from cost_models.table import build_cost_table
 from hwsearch.errors import BudgetInfeasible
-from hwsearch.layer_graph import LayerGraph
-from hwsearch.grid import layer_options
-from hwsearch.options import Option
+from hwsearch.graph.layer_graph import LayerGraph
+from hwsearch.compression.grid import layer_options
+from hwsearch.compression.options import Option
 from hwsearch.proxy import build_proxy_table
 import itertools
 
 from hwsearch.budget import Budgets
-from hwsearch.knapsack import exact_optimum, smallest
-from hwsearch.study import (SearchConfig, lower_hull, non_dominated, pareto_front, run_study,
+from hwsearch.search.knapsack import exact_optimum, smallest
+from hwsearch.search import (SearchConfig, lower_hull, non_dominated, pareto_front, run_study,
                             search_space, top_feasible)
 
 SPEC = {"name": "tiny", "kwargs": {}}

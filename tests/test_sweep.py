@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from cost_models import load_target
 from cost_models.area import hardware_figures
 from hwsearch.errors import HwsearchError
-from hwsearch.sweep import MAX_POINTS, Sweep, SweepError, build_grid, format_value
+from hwsearch.codesign.sweep import MAX_POINTS, Sweep, SweepError, build_grid, format_value
 
 
 @pytest.mark.parametrize("text, key, values", [

@@ -19,7 +19,7 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from hwsearch.workload import load_workload
+from hwsearch.workloads import load_workload
 
 TRIALS = 80
 

@@ -1,10 +1,10 @@
 import pytest
 import torch
 
-from hwsearch.data import load_digits_split
+from hwsearch.workloads import load_digits_split
 from hwsearch.errors import ModelError
-from hwsearch.training import random_shift
-from hwsearch.workload import load_workload
+from hwsearch.workloads.training import random_shift
+from hwsearch.workloads import load_workload
 
 
 def test_split_is_fixed_disjoint_and_stratified():
@@ -68,8 +68,8 @@ def test_random_shift_moves_content_by_at_most_one_pixel():
 
 
 def test_the_papers_networks_have_their_shapes_on_digits_resized_to_their_input():
-    from hwsearch.data import load_digits_split
-    from hwsearch.models import DIGITS_INPUT, build_model
+    from hwsearch.workloads import load_digits_split
+    from hwsearch.workloads.models import DIGITS_INPUT, build_model
     params = {name: sum(p.numel() for p in build_model(name).parameters()) for name in DIGITS_INPUT}
     assert params["lenet300_100_digits"] == 266_610            # 784-300-100-10: Deep Compression's 1070 KB
     assert params["lenet5_caffe_digits"] == 431_080            # Caffe's LeNet-5: its 1720 KB

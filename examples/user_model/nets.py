@@ -2,7 +2,7 @@
 
 `build()` returns the trained model, as hwsearch expects. The first call trains it
 (about 10 s on two cores) and saves the weights beside this file; later calls, including
-`hwsearch.artifact.load` rebuilding the architecture of an exported file, read them.
+`hwsearch.export.artifact.load` rebuilding the architecture of an exported file, read them.
 """
 from pathlib import Path
 

@@ -1,0 +1,15 @@
+"""The accuracy proxy: how much each (layer, option) would cost the model's outputs.
+
+    table, reused = cached_proxy_table(model, layers, options, calibration, cache_dir)
+    table.combined("weighted").scores["layer1.0.conv1"][i]    # what the search adds up
+
+`table` measures every option's feature-map reconstruction error on calibration inputs
+(and its exact bytes) and caches the table on disk; `divergence` measures how far the
+model's outputs move: each layer's sensitivity, which weights the errors into the default
+score, and the end-to-end divergence of whole plans reported for retrained candidates.
+"""
+from hwsearch.proxy.divergence import PlanScorer, end_to_end, layer_sensitivity, output_divergence
+from hwsearch.proxy.table import COMBINE, ProxyTable, build_proxy_table, cached_proxy_table
+
+__all__ = ["COMBINE", "PlanScorer", "ProxyTable", "build_proxy_table", "cached_proxy_table", "end_to_end",
+           "layer_sensitivity", "output_divergence"]

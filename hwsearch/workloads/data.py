@@ -1,0 +1,136 @@
+"""The data a run sees: train (fine-tuning, calibration), validation (choosing among
+retrained candidates) and test (the figure we report), with the metric and the loss.
+
+A split is either a pair of tensors (inputs, labels) or a DataLoader yielding such pairs;
+both answer `batches()` and `take()`, so training, calibration and evaluation do not care
+which. The built-in data sets are modules of their own (`digits`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hwsearch.errors import DataError, HwsearchError
+
+
+@dataclass(frozen=True)
+class Split:
+    """Tensors in memory: shuffled and batched by us."""
+    x: torch.Tensor   # (N, ...) inputs
+    y: torch.Tensor   # (N, ...) labels or targets
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    @property
+    def source(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x, self.y
+
+    def steps(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple]:
+        """Mini-batches; shuffled when a generator is given (training), in order otherwise."""
+        order = torch.randperm(len(self), generator=generator) if generator is not None else None
+        for start in range(0, len(self), batch_size):
+            index = order[start:start + batch_size] if order is not None else slice(start, start + batch_size)
+            yield self.x[index], self.y[index]
+
+    def take(self, n: int) -> torch.Tensor:
+        return self.x[:n]
+
+
+@dataclass(frozen=True)
+class LoaderSplit:
+    """A user's DataLoader (or any re-iterable of (inputs, labels)): batching and shuffling are its own."""
+    loader: Iterable
+    name: str = "split"
+
+    def __len__(self) -> int:
+        dataset = getattr(self.loader, "dataset", None)
+        return len(dataset) if dataset is not None else sum(len(y) for _, y in self.batches())
+
+    @property
+    def source(self) -> Iterable:
+        return self.loader
+
+    def steps(self, batch_size: int) -> int:
+        try:
+            return len(self.loader)
+        except TypeError:
+            return sum(1 for _ in self.batches())
+
+    def batches(self, batch_size: int | None = None, generator: torch.Generator | None = None) -> Iterator[tuple]:
+        for item in self.loader:
+            if not (isinstance(item, (tuple, list)) and len(item) >= 2 and isinstance(item[0], torch.Tensor)):
+                raise DataError(f"the {self.name} DataLoader must yield (inputs, labels) pairs of tensors, "
+                                f"got {type(item).__name__}")
+            yield item[0], item[1]
+
+    def take(self, n: int) -> torch.Tensor:
+        parts, have = [], 0
+        for x, _ in self.batches():
+            parts.append(x[:n - have])
+            have += len(parts[-1])
+            if have >= n:
+                break
+        return torch.cat(parts)
+
+
+Metric = Callable[[nn.Module, Any], float]
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Data:
+    """The three splits, and how a model is scored on them and trained on them.
+
+    `metric(model, split.source)` is higher-is-better (None: top-1 accuracy); `loss(outputs,
+    labels)` trains (None: cross-entropy); `max_shift` is the random translation applied
+    to training images (digits only: a user's loader does its own augmentation).
+    """
+    train: Split | LoaderSplit
+    val: Split | LoaderSplit
+    test: Split | LoaderSplit
+    metric: Metric | None = None
+    loss: Loss | None = None
+    max_shift: int = 0
+    metric_name: str = field(default="top-1 accuracy")
+
+    def evaluate(self, model: nn.Module, split: Split | LoaderSplit) -> float:
+        """The metric of `model` (in eval mode, no gradients) on one split."""
+        model.eval()
+        with torch.no_grad():
+            if self.metric is None:
+                return top1(model, split)
+            value = self.metric(model, split.source)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise DataError(f"the metric {self.metric_name} returned {value!r}; return one number, higher is "
+                            "better") from None
+
+    def train_loss(self, outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return (self.loss or F.cross_entropy)(outputs, labels)
+
+
+def top1(model: nn.Module, split: Split | LoaderSplit, batch_size: int = 512) -> float:
+    """Top-1 accuracy in [0, 1]."""
+    correct = total = 0
+    for x, y in split.batches(batch_size):
+        correct += (model(x).argmax(1) == y).sum().item()
+        total += len(y)
+    return correct / max(total, 1)
+
+
+def parse_input(text: str) -> tuple[int, ...]:
+    """`3x224x224` -> (3, 224, 224): the shape of one example, without the batch dimension."""
+    parts = text.lower().replace("×", "x").split("x")
+    if not parts or not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts) or len(parts) > 4:
+        raise HwsearchError(f"--input {text!r} is not a shape: write the sizes of one example joined by 'x', "
+                            "e.g. 3x224x224 (channels x height x width) or 512 for a vector")
+    return tuple(int(p) for p in parts)
