@@ -20,12 +20,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cost_models import available_targets, load_target, make_cost_model  # noqa: E402
+from cost_models import available_targets, build_cost_table, load_target, make_cost_model  # noqa: E402
 from hwsearch.export import artifact  # noqa: E402
-from cost_models.table import build_cost_table  # noqa: E402
-from hwsearch.graph.layer_graph import LayerGraph  # noqa: E402
-from hwsearch.workloads.models import build_model  # noqa: E402
-from hwsearch.compression.grid import layer_options  # noqa: E402
+from hwsearch.graph import LayerGraph  # noqa: E402
+from hwsearch.workloads import build_model  # noqa: E402
+from hwsearch.compression import layer_options  # noqa: E402
 
 OUT = ROOT / "results" / "benchmarks"
 MODELS = (("resnet18_digits", (1, 1, 8, 8)), ("resnet50", (1, 3, 224, 224)))

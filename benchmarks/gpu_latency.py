@@ -28,15 +28,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cost_models import load_target, make_cost_model  # noqa: E402
+from cost_models import load_target, make_cost_model, plan_costs  # noqa: E402
 from cost_models.validate import Agreement  # noqa: E402
-from hwsearch.compression import apply_  # noqa: E402
-from cost_models.table import plan_costs  # noqa: E402
-from hwsearch.graph.layer_graph import LayerGraph  # noqa: E402
-from hwsearch.workloads.models import build_model  # noqa: E402
-from hwsearch.export.onnx_export import plain_  # noqa: E402
-from hwsearch.compression.grid import layer_options  # noqa: E402
-from hwsearch.compression.options import Option  # noqa: E402
+from hwsearch.compression import Option, apply_, layer_options  # noqa: E402
+from hwsearch.graph import LayerGraph  # noqa: E402
+from hwsearch.workloads import build_model  # noqa: E402
+from hwsearch.export import plain_  # noqa: E402
 
 SHAPES = {"resnet18_digits": (1, 8, 8), "lenet5_digits": (1, 8, 8)}
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from rich.progress import Progress  # noqa: E402
 
 from cost_models.host import build_target, measure, write_target  # noqa: E402
-from cost_models.target import load_target  # noqa: E402
+from cost_models import load_target  # noqa: E402
 from cost_models.validate import validate_host  # noqa: E402
 
 OUT = ROOT / "results" / "benchmarks"

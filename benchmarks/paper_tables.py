@@ -37,18 +37,14 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hwsearch.export import artifact  # noqa: E402
-from hwsearch.compression import CompressedLayer, apply_  # noqa: E402
+from hwsearch.export import artifact, plain_  # noqa: E402
+from hwsearch.compression import CompressedLayer, Option, apply_, replace_classifier, with_transform  # noqa: E402
 from hwsearch.compression.channels import UnitOption, prune_evenly_  # noqa: E402
-from hwsearch.compression.classifier import replace_classifier, with_transform  # noqa: E402
 from hwsearch.compression.transforms import pruning_arguments, record, split_low_rank_  # noqa: E402
 from hwsearch.config import RunConfig  # noqa: E402
-from hwsearch.graph.layer_graph import LayerGraph  # noqa: E402
-from hwsearch.export.onnx_export import plain_  # noqa: E402
-from hwsearch.compression.options import Option  # noqa: E402
-from hwsearch.runs.pipeline import run  # noqa: E402
-from hwsearch.workloads.training import TrainConfig, train  # noqa: E402
-from hwsearch.workloads import load_workload  # noqa: E402
+from hwsearch.graph import LayerGraph  # noqa: E402
+from hwsearch.runs import run  # noqa: E402
+from hwsearch.workloads import TrainConfig, load_workload, train  # noqa: E402
 
 MODELS = ("lenet300_100_digits", "lenet5_caffe_digits", "vgg_small_digits")
 # Deep Compression's kept share per layer (Han et al. 2015, tables 2 and 3; for the VGG, their VGG-16

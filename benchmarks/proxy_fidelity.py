@@ -39,12 +39,10 @@ from tables import OUT, tables  # noqa: E402
 from hwsearch.budget import Budgets  # noqa: E402
 from hwsearch.compression import apply_  # noqa: E402
 from hwsearch.config import RunConfig  # noqa: E402
-from hwsearch.search.knapsack import exact_optimum  # noqa: E402
+from hwsearch.study import Repair, SearchConfig, exact_optimum, greedy_plan, search_space  # noqa: E402
 from hwsearch.proxy import PlanScorer  # noqa: E402
-from hwsearch.runs.retraining import retrain  # noqa: E402
-from hwsearch.search.baselines import greedy_plan  # noqa: E402
-from hwsearch.search import Repair, SearchConfig, search_space  # noqa: E402
-from hwsearch.workloads.training import TrainConfig  # noqa: E402
+from hwsearch.runs import retrain  # noqa: E402
+from hwsearch.workloads import TrainConfig  # noqa: E402
 
 BUDGETS = {"resnet18_digits": (2_000_000, 1_000_000, 800_000, 600_000, 500_000, 420_000),
            "lenet5_digits": (16_000, 8_000, 5_300, 4_000, 3_600, 3_200)}

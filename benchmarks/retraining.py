@@ -21,10 +21,9 @@ from rich.progress import Progress
 
 from tables import OUT, tables
 from hwsearch.budget import Budgets
-from hwsearch.search.knapsack import exact_optimum
-from hwsearch.runs.retraining import retrain
-from hwsearch.search import SearchConfig, search_space
-from hwsearch.workloads.training import TrainConfig
+from hwsearch.study import SearchConfig, exact_optimum, search_space
+from hwsearch.runs import retrain
+from hwsearch.workloads import TrainConfig
 
 # two of ResNet-18's tight budgets: 37 epochs per plan and seed over the recipes
 BUDGETS = {"resnet18_digits": (500_000, 390_000),

@@ -10,7 +10,7 @@ tested:
 - uniform, first and last fp32: the common practice of leaving the first and last layers alone
 - random search: Optuna's RandomSampler over the same per-layer options, as many trials as the
   default study (300), the best feasible plan by proxy
-- greedy: AIMET-style per-layer allocation (hwsearch.search.baselines.greedy_plan)
+- greedy: AIMET-style per-layer allocation (hwsearch.study.baselines.greedy_plan)
 - Torch-Pruning: structured L1 filter pruning (torch-pruning's MagnitudePruner, the classifier
   kept), one ratio for all layers, the smallest that brings the fp32 tensors under the budget
 - exact optimum: the separable optimum of the weighted proxy (hwsearch's warm start)
@@ -35,17 +35,14 @@ import torch_pruning as tp  # noqa: E402
 from rich.progress import Progress  # noqa: E402
 
 from tables import OUT, tables  # noqa: E402
-from cost_models import load_target, make_cost_model  # noqa: E402
-from hwsearch.search.baselines import greedy_plan, uniform_plan  # noqa: E402
+from cost_models import load_target, make_cost_model, plan_costs  # noqa: E402
+from hwsearch.study import (SearchConfig, exact_optimum, greedy_plan, run_study, search_space, smallest,
+                             uniform_plan)  # noqa: E402
 from hwsearch.budget import Budgets  # noqa: E402
 from hwsearch.config import RunConfig  # noqa: E402
-from cost_models.table import plan_costs  # noqa: E402
-from hwsearch.search.knapsack import exact_optimum, smallest  # noqa: E402
-from hwsearch.graph.layer_graph import LayerGraph  # noqa: E402
-from hwsearch.runs.pipeline import run  # noqa: E402
-from hwsearch.runs.retraining import retrain  # noqa: E402
-from hwsearch.search import SearchConfig, run_study, search_space  # noqa: E402
-from hwsearch.workloads.training import TrainConfig, train  # noqa: E402
+from hwsearch.graph import LayerGraph  # noqa: E402
+from hwsearch.runs import retrain, run  # noqa: E402
+from hwsearch.workloads import TrainConfig, train  # noqa: E402
 
 BUDGETS = {"resnet18_digits": (2_000_000, 1_000_000, 600_000, "smallest"),
            "lenet5_digits": (16_000, 8_000, 4_000, "smallest")}

@@ -24,8 +24,7 @@ import optuna
 
 from tables import OUT, tables  # noqa: E402
 from hwsearch.budget import Budgets  # noqa: E402
-from hwsearch.search.knapsack import exact_optimum  # noqa: E402
-from hwsearch.search import SearchConfig, run_study, search_space  # noqa: E402
+from hwsearch.study import SearchConfig, exact_optimum, run_study, search_space  # noqa: E402
 
 BUDGETS = (2_000_000, 1_000_000, 600_000, 450_000)
 STRATEGIES = (("hull", "tpe"), ("repair", "tpe"), ("constrained", "tpe"), ("hull", "random"), ("repair", "random"),

@@ -12,12 +12,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cost_models import load_target, make_cost_model  # noqa: E402
+from cost_models import CostTable, build_cost_table, load_target, make_cost_model  # noqa: E402
 from hwsearch.export import artifact  # noqa: E402
-from cost_models.table import CostTable, build_cost_table  # noqa: E402
-from hwsearch.compression.grid import layer_options  # noqa: E402
-from hwsearch.compression.options import Option  # noqa: E402
-from hwsearch.graph.layer_graph import LayerGraph  # noqa: E402
+from hwsearch.compression import Option, layer_options  # noqa: E402
+from hwsearch.graph import LayerGraph  # noqa: E402
 from hwsearch.proxy import ProxyTable, cached_proxy_table  # noqa: E402
 from hwsearch.workloads import Workload, default_cache_dir, load_workload  # noqa: E402
 

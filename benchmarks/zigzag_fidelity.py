@@ -32,10 +32,9 @@ from scipy.stats import spearmanr  # noqa: E402
 
 from cost_models import AnalyticalCostModel, available_targets, load_target  # noqa: E402
 from cost_models.zigzag import ZigZagCostModel  # noqa: E402
-from hwsearch.graph.layer_graph import Layer, LayerGraph  # noqa: E402
+from hwsearch.graph import Layer, LayerGraph  # noqa: E402
 from hwsearch.workloads.models.reference import build_reference  # noqa: E402
-from hwsearch.compression.grid import layer_options  # noqa: E402
-from hwsearch.compression.options import Option  # noqa: E402
+from hwsearch.compression import Option, layer_options  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "benchmarks"

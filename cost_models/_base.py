@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from hwsearch.graph.layer_graph import Layer
-from hwsearch.compression.options import Option
+from hwsearch.graph import Layer
+from hwsearch.compression import Option
 
 from cost_models.target import Target
 

@@ -17,18 +17,17 @@ For every loop nest (see `nests`), vectorised over all nests of all (layer, opti
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import numpy as np
 
-from hwsearch.graph.layer_graph import Layer
-from hwsearch.compression.options import Option
+from hwsearch.graph import Layer
+from hwsearch.compression import Option
 
 from cost_models._base import Costs, CostModel
 from cost_models.nests import ELEMENTWISE, MAC, POOL, Nests, build_nests
 from cost_models.reuse import Shapes, Traffic, boundary
-from cost_models.target import Target
+
 
 _LOOP_DIMS = ("B", "G", "K", "C", "OY", "OX", "FY", "FX")
 _REUSES_W = ("B", "OY", "OX")          # lanes over these share one weight

@@ -73,8 +73,8 @@ def _graph(model: str, input_spec: str):
     """The layer graph of a reference architecture at one input size (traced once)."""
     import torch
 
-    from hwsearch.graph.layer_graph import LayerGraph
-    from hwsearch.workloads.models import build_model
+    from hwsearch.graph import LayerGraph
+    from hwsearch.workloads import build_model
 
     shape = tuple(int(d) for d in input_spec.split("x"))
     return LayerGraph.trace(build_model(model).eval(), torch.zeros(1, *shape))
@@ -82,7 +82,7 @@ def _graph(model: str, input_spec: str):
 
 def predict(target: Target, figure: Published, backend: str = "analytical") -> float:
     """Predicted latency (seconds) of the figure's model, precision and batch on `target`."""
-    from hwsearch.compression.options import Option
+    from hwsearch.compression import Option
 
     if figure.device_clock_hz:
         target = target.model_copy(update={"clock_hz": figure.device_clock_hz})

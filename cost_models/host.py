@@ -28,8 +28,8 @@ from scipy.optimize import least_squares, nnls
 from cost_models import make_cost_model, weights_stay_on_chip
 from cost_models.target import Target, parse_target
 from hwsearch.atomic_write import write_text
-from hwsearch.graph.layer_graph import Layer, LayerGraph
-from hwsearch.compression.options import Option
+from hwsearch.graph import Layer, LayerGraph
+from hwsearch.compression import Option
 
 RUNTIMES = {"onnxruntime": "host", "torch": "host-torch"}
 FITTED = ("gemm_efficiency", "conv_efficiency", "depthwise_efficiency", "reduction_overhead", "weight_reorder_passes")

@@ -33,7 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from cost_models.measure import measure_call, measure_onnxruntime, measure_torch
-from hwsearch.export.onnx_export import export_onnx
+from hwsearch.export import export_onnx
 
 RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")
 KiB = 1024

@@ -26,10 +26,9 @@ from typing import Sequence
 
 import numpy as np
 
-from hwsearch.compression import Geometry, estimate_layer_nbytes, factor_shapes, kept_count, structure_of
+from hwsearch.compression import Geometry, Option, estimate_layer_nbytes, factor_shapes, kept_count, structure_of
 from hwsearch.compression.lowrank_sparse import sparse_count
-from hwsearch.graph.layer_graph import Layer
-from hwsearch.compression.options import Option
+from hwsearch.graph import Layer
 
 MAC, POOL, ELEMENTWISE = 0, 1, 2     # nest kinds
 

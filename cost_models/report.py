@@ -14,9 +14,9 @@ from torch import nn
 
 from cost_models import Target, make_cost_model
 from hwsearch.errors import HwsearchError
-from hwsearch.graph.layer_graph import Layer, LayerGraph
-from hwsearch.workloads.models import resolve_model
-from hwsearch.compression.options import Option
+from hwsearch.graph import Layer, LayerGraph
+from hwsearch.workloads import resolve_model
+from hwsearch.compression import Option
 
 
 def cost_report(*, model: str | nn.Module, input_shape: tuple[int, ...], target: Target, batch: int = 1,

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cost_models._base import CostModel
-from hwsearch.graph.layer_graph import Layer, LayerGraph
-from hwsearch.compression.options import Option
+from hwsearch.graph import Layer, LayerGraph
+from hwsearch.compression import Option
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ absolute figures are).
 from __future__ import annotations
 
 import copy
-import math
 import random
 import tempfile
 from dataclasses import dataclass
@@ -31,9 +30,8 @@ from scipy.stats import spearmanr
 from cost_models import Target, make_cost_model
 from cost_models.calibrate import fit, predict, published
 from hwsearch.errors import HwsearchError
-from hwsearch.graph.layer_graph import LayerGraph
-from hwsearch.compression.grid import layer_options
-from hwsearch.compression.options import Option, Plan
+from hwsearch.graph import LayerGraph
+from hwsearch.compression import Option, Plan, layer_options
 
 HOST_MODELS = (("resnet18", (3, 224, 224)), ("mobilenet_v2", (3, 224, 224)), ("squeezenet1_1", (3, 224, 224)),
                ("resnet18_digits", (1, 8, 8)))
@@ -70,8 +68,8 @@ def validate_host(target: Target, *, variants: int = 8, models=HOST_MODELS, seed
     """Measure compressed variants of `models` with the target's runtime; compare with predictions."""
     from cost_models.measure import measure_onnxruntime, measure_torch
     from hwsearch.compression import apply_
-    from hwsearch.workloads.models import build_model
-    from hwsearch.export.onnx_export import export_onnx, plain_
+    from hwsearch.workloads import build_model
+    from hwsearch.export import export_onnx, plain_
 
     runtime = target.runtime
     if runtime not in ("onnxruntime", "torch"):
@@ -160,7 +158,7 @@ def current_errors(target: Target) -> list[dict]:
 def validate_simulator(target: Target, *, layers: int = 12, progress=None) -> dict:
     """The analytical model against ZigZag on `layers` layer shapes of ResNet-18 at 224 x 224 (fp, 8-bit, low rank)."""
     from cost_models.zigzag import ZigZagCostModel
-    from hwsearch.workloads.models import build_model
+    from hwsearch.workloads import build_model
 
     graph = LayerGraph.trace(build_model("resnet18").eval(), torch.zeros(1, 3, 224, 224))
     convs = graph.compressible()

@@ -93,8 +93,8 @@ import numpy as np
 
 from hwsearch.atomic_write import write_text
 from hwsearch.errors import TargetError
-from hwsearch.graph.layer_graph import Layer
-from hwsearch.compression.options import Option
+from hwsearch.graph import Layer
+from hwsearch.compression import Option
 
 from cost_models._base import CostModel, Costs
 from cost_models.analytical import AnalyticalCostModel, _per_pair

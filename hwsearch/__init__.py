@@ -17,7 +17,7 @@ The package reads as the pipeline, each stage a subpackage whose `__init__` is i
     proxy/         the accuracy proxy table (feature-map reconstruction, layer sensitivities)
     (cost_models/, beside this package: targets, cost models, simulators, the cost table)
     storage/       where studies live: journal files, databases, the trial queue
-    search/        the exact optimum, the Optuna study, baselines, search units
+    study/         the search: the exact optimum, the Optuna study, baselines, search units
     runs/          one run stage by stage in its folder: tables, search, retraining, export, results
     codesign/      the search across a grid of hardware variants
     nightly/       matrices of runs from a file, and comparisons between runs

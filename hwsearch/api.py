@@ -34,11 +34,11 @@ from torch import nn
 from cost_models import Target, available_targets, load_target
 from cost_models.report import cost_report
 from hwsearch.compression import Option
-from hwsearch.config import IN_MEMORY, RunConfig, check
+from hwsearch.config import IN_MEMORY, RunConfig, check, parse_input
 from hwsearch.errors import HwsearchError
 from hwsearch.export import artifact
 from hwsearch.runs import pipeline
-from hwsearch.workloads import Workload, parse_input, user_workload
+from hwsearch.workloads import Workload, user_workload
 
 __all__ = ["SearchResult", "cost", "load", "resume", "run", "search", "targets"]
 

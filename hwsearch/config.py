@@ -96,7 +96,6 @@ def check(config: RunConfig, *, yaml: bool = False, api: bool = False) -> None:
                             f"and {name('data')}")
     Budgets.parse(size=config.budget, latency=config.latency, energy=config.energy)
     if config.input:
-        from hwsearch.workloads import parse_input
         parse_input(config.input)
 
 
@@ -115,3 +114,14 @@ def check_run_id(run_id: str) -> None:
     if len(run_id) > MAX_ID:
         raise RunError(f"--run-id is {len(run_id)} characters long; give at most {MAX_ID} (a folder name, with room "
                        "for the files hwsearch writes beside it)")
+
+
+def parse_input(text: str) -> tuple[int, ...]:
+    """`3x224x224` -> (3, 224, 224): the shape of one example, without the batch dimension."""
+    parts = text.lower().replace("×", "x").split("x")
+    if not parts or not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts) or len(parts) > 4:
+        from hwsearch.errors import HwsearchError
+
+        raise HwsearchError(f"--input {text!r} is not a shape: write the sizes of one example joined by 'x', "
+                            "e.g. 3x224x224 (channels x height x width) or 512 for a vector")
+    return tuple(int(p) for p in parts)

@@ -8,12 +8,10 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from hwsearch.export import artifact
-from hwsearch.compression import apply_, layer_nbytes
+from hwsearch.compression import Option, apply_, layer_nbytes, layer_options
 from hwsearch.errors import ArtifactError
-from hwsearch.graph.layer_graph import LayerGraph
-from hwsearch.workloads.models import build_model
-from hwsearch.compression.grid import layer_options
-from hwsearch.compression.options import Option
+from hwsearch.graph import LayerGraph
+from hwsearch.workloads import build_model
 
 SPEC = {"name": "lenet5_digits", "kwargs": {}}
 DATA = Path(__file__).parent / "data"

@@ -17,10 +17,8 @@ import torch
 
 from hwsearch.export import artifact
 from hwsearch import commands as cli
-from hwsearch.compression import apply_
-from hwsearch.workloads.models import build_model
-from hwsearch.compression.options import Option
-from hwsearch.workloads import load_workload
+from hwsearch.compression import Option, apply_
+from hwsearch.workloads import build_model, load_workload
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bad-input.md"
 ROW = re.compile(r"^\|\s*(\d+)\s*\|\s*`(hwsearch[^`]*)`\s*\|\s*`([^`]*)`\s*\|\s*(\d)\s*\|\s*$")

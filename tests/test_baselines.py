@@ -4,16 +4,14 @@ import itertools
 import pytest
 import torch
 
-from cost_models import load_target, make_cost_model
+from cost_models import build_cost_table, load_target, make_cost_model
 from hwsearch.export import artifact
-from hwsearch.search.baselines import baseline_plans, fits, greedy_plan, uniform_plan
+from hwsearch.study.baselines import baseline_plans, fits, greedy_plan, uniform_plan
 from hwsearch.budget import Budgets
-from cost_models.table import build_cost_table
-from hwsearch.graph.layer_graph import LayerGraph
-from hwsearch.compression.grid import layer_options
-from hwsearch.compression.options import Option
+from hwsearch.graph import LayerGraph
+from hwsearch.compression import Option, layer_options
 from hwsearch.proxy import build_proxy_table
-from hwsearch.search import SearchConfig, search_space
+from hwsearch.study import SearchConfig, search_space
 
 
 @pytest.fixture

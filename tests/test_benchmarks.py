@@ -24,7 +24,7 @@ def test_the_torch_pruning_baseline_fits_the_budget_and_still_runs():
     import torch
 
     import search_quality
-    from hwsearch.workloads.models import build_model
+    from hwsearch.workloads import build_model
 
     torch.manual_seed(0)
     model = build_model("lenet5_digits").eval()

@@ -7,16 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from cost_models import load_target, make_cost_model
+from cost_models import build_cost_table, load_target, make_cost_model
 from hwsearch.export import artifact
-from hwsearch.compression import apply_, capture_inputs, layer_nbytes
+from hwsearch.compression import Option, apply_, capture_inputs, layer_nbytes
 from hwsearch.compression.channels import (ChannelChoice, UnitOption, channel_groups, disjoint_groups, prune_channels_,
                                         select_channels)
-from cost_models.table import build_cost_table
-from hwsearch.graph.layer_graph import LayerGraph
-from hwsearch.compression.options import Option
+from hwsearch.graph import LayerGraph
 from hwsearch.proxy import build_proxy_table
-from hwsearch.search.units import baseline_index, merge_units, search_units
+from hwsearch.study import baseline_index, merge_units, search_units
 
 SPEC = {"builder": "tests.test_channels:Branchy"}
 

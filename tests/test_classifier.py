@@ -6,12 +6,10 @@ import torch
 from torch import nn
 
 from hwsearch.export import artifact
-from hwsearch.compression import apply_, layer_nbytes
-from hwsearch.compression.classifier import replace_classifier, with_transform
+from hwsearch.compression import Option, apply_, layer_nbytes, replace_classifier, with_transform
 from hwsearch.errors import ModelError
-from hwsearch.graph.layer_graph import LayerGraph
-from hwsearch.workloads.models import build_model
-from hwsearch.compression.options import Option
+from hwsearch.graph import LayerGraph
+from hwsearch.workloads import build_model
 
 SPEC = {"name": "vgg_small_digits", "kwargs": {}}
 

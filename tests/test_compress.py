@@ -3,10 +3,8 @@ import copy
 import pytest
 import torch
 
-from hwsearch.compression import CompressedLayer, apply_, compress, kept_count, quantize
-from hwsearch.graph.layer_graph import LayerGraph
-from hwsearch.compression.grid import layer_options
-from hwsearch.compression.options import Option
+from hwsearch.compression import CompressedLayer, Option, apply_, compress, kept_count, layer_options, quantize
+from hwsearch.graph import LayerGraph
 
 
 def test_fp32_option_reproduces_the_layer_exactly(tiny, example):

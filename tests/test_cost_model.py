@@ -8,10 +8,8 @@ from torch import nn
 
 from cost_models import Cost, available_targets, load_target, make_cost_model
 from cost_models.target import parse_target
-from hwsearch.compression import Geometry, estimate_layer_nbytes
-from hwsearch.graph.layer_graph import Layer, LayerGraph
-from hwsearch.compression.grid import layer_options
-from hwsearch.compression.options import Option
+from hwsearch.compression import Geometry, Option, estimate_layer_nbytes, layer_options
+from hwsearch.graph import Layer, LayerGraph
 
 # One cache level, no kernel losses, 1 GHz: every figure below can be checked by hand.
 TOY = """\

@@ -3,11 +3,10 @@ import pytest
 import torch
 from torch import nn
 
-from cost_models import make_cost_model
+from cost_models import build_cost_table, make_cost_model, plan_costs
 from cost_models.target import parse_target
-from cost_models.table import build_cost_table, plan_costs
-from hwsearch.graph.layer_graph import LayerGraph
-from hwsearch.compression.options import Option
+from hwsearch.graph import LayerGraph
+from hwsearch.compression import Option
 
 CPU = """\
 name: toy-int8-cpu

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from hwsearch.errors import ModelError
-from hwsearch.graph.layer_graph import LayerGraph
+from hwsearch.graph import LayerGraph
 from hwsearch.workloads.models import REFERENCE_MODELS, build_model
 from tests.conftest import DataDependent
 

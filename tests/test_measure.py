@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from cost_models.measure import Measurement, measure_call, measure_onnxruntime, measure_torch
-from hwsearch.export.onnx_export import export_onnx
+from hwsearch.export import export_onnx
 
 
 @pytest.fixture

@@ -7,9 +7,8 @@ import torch
 from torch import nn
 
 from cost_models.measure import session
-from hwsearch.compression import CompressedLayer, apply_
+from hwsearch.compression import CompressedLayer, Option, apply_
 from hwsearch.export.onnx_export import export_onnx, plain_, quantized_nodes
-from hwsearch.compression.options import Option
 
 LAYERS = ["stem", "blocks.0", "fc"]
 

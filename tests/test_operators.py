@@ -13,7 +13,7 @@ from hwsearch.compression import (OPERATORS, Fitter, Geometry, apply_, compress,
 from hwsearch.compression.encoding import Reader
 from hwsearch.compression.lowrank_sparse import Metric, alternating_projection, greedy_bilateral
 from hwsearch.errors import OptionError
-from hwsearch.compression.options import Option
+from hwsearch.compression import Option
 
 torch.set_num_threads(1)
 

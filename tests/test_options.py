@@ -1,8 +1,8 @@
 import pytest
 
-from hwsearch.graph.layer_graph import LayerGraph
+from hwsearch.graph import LayerGraph
 from hwsearch.compression.grid import layer_options, saves_weights
-from hwsearch.compression.options import Option
+from hwsearch.compression import Option
 
 
 @pytest.mark.parametrize("option", [Option(), Option(rank=3), Option(sparsity=0.9, bits=4), Option(2, 0.5, 6)])

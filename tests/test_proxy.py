@@ -2,10 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from hwsearch.graph.layer_graph import LayerGraph
-from hwsearch.compression.grid import layer_options
-from hwsearch.compression.options import Option
-from hwsearch.compression import capture_inputs
+from hwsearch.graph import LayerGraph
+from hwsearch.compression import Option, capture_inputs, layer_options
 from hwsearch.proxy import build_proxy_table
 
 
@@ -128,7 +126,7 @@ def test_output_divergence_is_zero_for_equal_outputs_and_grows_with_the_change()
 
 def test_sensitivity_is_larger_where_the_network_amplifies_an_error():
     """Two layers in a row; scaling the second's weights up by 10 makes the first layer's error matter more."""
-    from hwsearch.graph.layer_graph import LayerGraph
+    from hwsearch.graph import LayerGraph
     from hwsearch.proxy import layer_sensitivity
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.Linear(16, 10)).eval()

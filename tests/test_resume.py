@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from hwsearch.export import artifact
 from hwsearch.errors import StorageError
-from hwsearch.storage.backends import open_storage
+from hwsearch.storage import open_storage
 from hwsearch.workloads import load_workload
 
 TRIALS = 80

@@ -1,10 +1,8 @@
 import torch
 
-from hwsearch.compression import kept_count
-from hwsearch.compression.options import Option
-from hwsearch.runs.retraining import retrain
-from hwsearch.workloads.training import TrainConfig, accuracy
-from hwsearch.workloads import load_workload
+from hwsearch.compression import Option, kept_count
+from hwsearch.runs import retrain
+from hwsearch.workloads import TrainConfig, accuracy, load_workload
 
 PLAN = {"conv1": Option(bits=8), "conv2": Option(bits=4), "fc1": Option(sparsity=0.9, bits=4),
         "fc2": Option(rank=8, bits=4), "fc3": Option(bits=4)}

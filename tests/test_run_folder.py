@@ -4,7 +4,8 @@ import json
 import pytest
 
 from hwsearch.errors import RunError
-from hwsearch.runs.folder import RECORD, RunFolder, check_run_id, interrupted_runs
+from hwsearch.config import check_run_id
+from hwsearch.runs.folder import RECORD, RunFolder, interrupted_runs
 
 
 def test_an_exact_id_is_taken_once_and_a_default_id_takes_the_next_free_name(tmp_path):

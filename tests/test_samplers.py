@@ -2,7 +2,7 @@
 import optuna
 import pytest
 
-from hwsearch.search.samplers import make_sampler, trial_seed
+from hwsearch.study.samplers import make_sampler, trial_seed
 
 
 def objective(trial):

@@ -3,7 +3,7 @@ import optuna
 import pytest
 
 from hwsearch.errors import StorageError
-from hwsearch.storage.backends import kind, masked, open_storage, repair_journal
+from hwsearch.storage import kind, masked, open_storage, repair_journal
 
 
 @pytest.mark.parametrize("url, expected", [

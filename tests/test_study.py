@@ -3,19 +3,17 @@ import optuna
 import pytest
 import torch
 
-from cost_models import load_target, make_cost_model
+from cost_models import build_cost_table, load_target, make_cost_model
 from hwsearch.export import artifact
-from cost_models.table import build_cost_table
 from hwsearch.errors import BudgetInfeasible
-from hwsearch.graph.layer_graph import LayerGraph
-from hwsearch.compression.grid import layer_options
-from hwsearch.compression.options import Option
+from hwsearch.graph import LayerGraph
+from hwsearch.compression import Option, layer_options
 from hwsearch.proxy import build_proxy_table
 import itertools
 
 from hwsearch.budget import Budgets
-from hwsearch.search.knapsack import exact_optimum, smallest
-from hwsearch.search import (SearchConfig, lower_hull, non_dominated, pareto_front, run_study,
+from hwsearch.study import exact_optimum, smallest
+from hwsearch.study import (SearchConfig, lower_hull, non_dominated, pareto_front, run_study,
                             search_space, top_feasible)
 
 SPEC = {"name": "tiny", "kwargs": {}}

@@ -5,14 +5,12 @@ import pytest
 import torch
 
 from hwsearch.export import artifact
-from hwsearch.compression import apply_, layer_nbytes
+from hwsearch.compression import Option, apply_, layer_nbytes, replace_classifier, with_transform
 from hwsearch.compression.channels import prune_evenly_
-from hwsearch.compression.classifier import replace_classifier, with_transform
 from hwsearch.compression.transforms import pruning_arguments, rebuild_transforms, record, split_low_rank_
 from hwsearch.errors import ModelError
-from hwsearch.graph.layer_graph import LayerGraph
-from hwsearch.workloads.models import build_model
-from hwsearch.compression.options import Option
+from hwsearch.graph import LayerGraph
+from hwsearch.workloads import build_model
 
 
 def test_hsiaos_steps_reload_from_the_file_with_the_size_the_layers_count(tmp_path):

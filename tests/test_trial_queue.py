@@ -11,8 +11,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from hwsearch.storage import trial_queue
-from hwsearch.storage.backends import open_storage
+from hwsearch.storage import open_storage, trial_queue
 
 
 def _study(tmp_path, own_error: bool = False):

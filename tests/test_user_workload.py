@@ -12,10 +12,9 @@ import torch
 
 from hwsearch.export import artifact
 from hwsearch.errors import DataError, ModelError
-from hwsearch.runs.retraining import retrain
-from hwsearch.compression.options import Option
-from hwsearch.workloads.training import TrainConfig
-from hwsearch.workloads import load_user_workload
+from hwsearch.runs import retrain
+from hwsearch.compression import Option
+from hwsearch.workloads import TrainConfig, load_user_workload
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "user_model"
 

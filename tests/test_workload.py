@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from hwsearch.workloads import load_digits_split
+from hwsearch.workloads import load_digits_split, load_workload
 from hwsearch.errors import ModelError
 from hwsearch.workloads.training import random_shift
-from hwsearch.workloads import load_workload
 
 
 def test_split_is_fixed_disjoint_and_stratified():

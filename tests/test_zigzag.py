@@ -12,8 +12,8 @@ from cost_models import available_targets, load_target  # noqa: E402
 from cost_models.target import Compute, Unroll  # noqa: E402
 from cost_models.zigzag import ZigZagCostModel  # noqa: E402
 from hwsearch.errors import TargetError  # noqa: E402
-from hwsearch.graph.layer_graph import Layer  # noqa: E402
-from hwsearch.compression.options import Option  # noqa: E402
+from hwsearch.graph import Layer  # noqa: E402
+from hwsearch.compression import Option  # noqa: E402
 
 ACCELERATORS = [name for name in available_targets() if load_target(name).kind == "accelerator"]
 LPF_LIMIT = 2      # a coarse search keeps the whole file well under a minute; the contract holds at any limit

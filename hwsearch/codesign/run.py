@@ -192,7 +192,7 @@ def _search_point(point: Point, config: RunConfig, budgets: Budgets, prepared, f
     """One point's cost table and study on the prepared tables: its best plan within the budgets as a record."""
     from hwsearch.runs import binding_budget, hardware_tables
     from hwsearch.runs.results import write_candidates
-    from hwsearch.search import SearchConfig, run_study
+    from hwsearch.study import SearchConfig, run_study
 
     folder.mkdir(parents=True)
     (folder / "target.yaml").write_text(

@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
         raise HwsearchError(f"--batch must be at least 1, got {args.batch}")
     from cost_models import BACKENDS, load_target
     from cost_models.report import cost_report, format_table
-    from hwsearch.workloads import parse_input
+    from hwsearch.config import parse_input
 
     shape = parse_input(args.input)
     if args.backend not in BACKENDS:

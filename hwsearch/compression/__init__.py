@@ -19,7 +19,7 @@ feature maps) and one module per family:
 - `encoding`: the bytes of a layer (sparse positions as a bitmask or relative indices,
   Huffman-coded streams) and their exact count;
 - `channels`: structured pruning of filters and channels per channel group (Li et al., He et
-  al.), searched as units (`hwsearch.search.units`) through `UnitOption`;
+  al.), searched as units (`hwsearch.study.units`) through `UnitOption`;
 - `classifier` and `transforms`: whole-model changes made before the per-layer plan (GAP
   classifier, channels pruned in rounds, low-rank splits), recorded so the file reloads them.
 """

@@ -34,7 +34,7 @@ from torch import nn
 
 from hwsearch.compression._base import Fitter
 from hwsearch.errors import OptionError
-from hwsearch.graph.layer_graph import LayerGraph
+from hwsearch.graph import LayerGraph
 from hwsearch.compression.options import OPTION_VERSION, Option
 
 CRITERIA = ("l1", "reconstruction")

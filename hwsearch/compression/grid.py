@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from hwsearch.compression._base import Geometry, structure_of
 from hwsearch.errors import OptionError
-from hwsearch.graph.layer_graph import Layer
+from hwsearch.graph import Layer
 from hwsearch.compression.options import Option
 
 BITS = (32, 8, 6, 4)                 # 32 means float32; below it, per-output-channel integer codes

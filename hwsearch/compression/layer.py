@@ -18,7 +18,7 @@ from hwsearch.compression._base import Fitter, Geometry, Step, Structure, Svd, o
 from hwsearch.compression.factors import Factor, magnitude_mask
 from hwsearch.compression.sharing import SharedFactor
 from hwsearch.errors import OptionError
-from hwsearch.compression.options import Option, Plan
+from hwsearch.compression.options import Option
 
 
 class CompressedLayer(nn.Module):

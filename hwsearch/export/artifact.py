@@ -33,7 +33,7 @@ from hwsearch.compression.transforms import rebuild_transforms
 from hwsearch.compression.encoding import Reader, unpack_bits
 from hwsearch.errors import ArtifactError, HwsearchError
 from hwsearch.workloads.models import LEGACY_NAMES, build_model, load_user_model
-from hwsearch.compression.options import Option
+from hwsearch.compression import Option
 
 MAGIC = b"HWSC"
 VERSION = 2

@@ -200,8 +200,8 @@ def _expand(entry: _Entry, defaults: _Settings, where: str, cache_dir: str | Non
 def _check_resolvable(config: RunConfig) -> None:
     """What can be checked without running: the target exists and parses, the model is known, the search's
     objectives and sampler are ones it runs."""
-    from cost_models.target import load_target
-    from hwsearch.search import SearchConfig
+    from cost_models import load_target
+    from hwsearch.study import SearchConfig
     from hwsearch.workloads import RECIPES
 
     load_target(config.target)

@@ -22,9 +22,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hwsearch.compression import Fitter, apply_, capture_inputs, compress
-from hwsearch.compression.options import Option
-from hwsearch.graph.layer_graph import Layer
+from hwsearch.compression import Fitter, Option, apply_, capture_inputs, compress
+from hwsearch.graph import Layer
 
 
 def output_divergence(reference: torch.Tensor, output: torch.Tensor) -> float:

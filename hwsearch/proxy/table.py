@@ -28,9 +28,8 @@ import torch
 from torch import nn
 
 from hwsearch.atomic_write import atomic_write
-from hwsearch.compression import Fitter, capture_inputs, compress, layer_nbytes
-from hwsearch.graph.layer_graph import Layer
-from hwsearch.compression.options import Option
+from hwsearch.compression import Fitter, Option, capture_inputs, compress, layer_nbytes
+from hwsearch.graph import Layer
 from hwsearch.proxy.divergence import layer_sensitivity
 
 PROXY_VERSION = 2   # bump when the error definition changes, so old cache entries are not reused
@@ -47,7 +46,7 @@ class ProxyTable:
     `scores` is what the search adds up over layers: s_l * e^2 with the layers' sensitivities
     (the predicted output divergence, in nats for a classifier), or the errors themselves
     when `sensitivity` is None (the plain sum). Search units that stand for several layers
-    (`hwsearch.search.units`) carry their summed scores in `unit_scores`.
+    (`hwsearch.study.units`) carry their summed scores in `unit_scores`.
     """
     options: dict[str, list[Option]]
     errors: dict[str, np.ndarray]

@@ -21,8 +21,8 @@ import shutil
 from pathlib import Path
 
 from hwsearch.atomic_write import write_text
-from hwsearch.config import MAX_ID, RUN_ID, check_run_id  # noqa: F401  (the rule of a run id)
-from hwsearch.errors import RunError, RunKept  # noqa: F401  (RunKept: raised by the pipeline)
+from hwsearch.config import RUN_ID, check_run_id
+from hwsearch.errors import RunError
 from hwsearch.storage.trial_queue import WORKER
 
 RECORD = "run.json"

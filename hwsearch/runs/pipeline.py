@@ -25,14 +25,14 @@ from cost_models import Target
 from cost_models.target import parse_target, read_target
 from hwsearch import storage as storages
 from hwsearch.budget import Budgets
-from hwsearch.config import IN_MEMORY, RunConfig
-from hwsearch.errors import RunError
-from hwsearch.runs.folder import MAX_ID, RECORD, RunFolder, RunKept, check_run_id, interrupted_runs
+from hwsearch.config import IN_MEMORY, MAX_ID, RunConfig, check_run_id
+from hwsearch.errors import RunError, RunKept
+from hwsearch.runs.folder import RECORD, RunFolder, interrupted_runs
 from hwsearch.runs.prepared import Prepared
 from hwsearch.runs.progress import say_to
 from hwsearch.runs.stages import run_stages
 from hwsearch.runs.tables import search_config
-from hwsearch.search import SearchConfig
+from hwsearch.study import SearchConfig
 from hwsearch.workloads import Workload, usable_cache_dir
 
 RECORD_VERSION = 1

@@ -12,10 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from hwsearch.atomic_write import atomic_write, write_text  # noqa: E402
 from hwsearch.budget import Budgets, format_size  # noqa: E402
-from cost_models.table import CostTable  # noqa: E402
-from hwsearch.search.knapsack import Optimum  # noqa: E402
-from hwsearch.compression.options import Option, Plan  # noqa: E402
-from hwsearch.search.study import Candidate  # noqa: E402
+from cost_models import CostTable  # noqa: E402
+from hwsearch.study import Candidate, Optimum  # noqa: E402
+from hwsearch.compression import Option, Plan  # noqa: E402
 
 
 PROXY_LABEL = {"weighted": "proxy: predicted output divergence (nats)", "sum": "proxy: summed relative output error"}

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from hwsearch.compression import apply_
-from hwsearch.workloads.data import Data
-from hwsearch.compression.options import Plan
-from hwsearch.workloads.training import TrainConfig, train
+from hwsearch.compression import Plan, apply_
+from hwsearch.workloads import Data, TrainConfig, train
 
 
 @dataclass

@@ -5,7 +5,6 @@ stages before it made and returns what it made, and says one line about it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,42 +14,14 @@ from hwsearch.export import artifact
 from hwsearch.proxy import PlanScorer
 from hwsearch.runs import results
 from hwsearch.runs.folder import RunFolder
+from hwsearch.runs.outcomes import Confirmed, Exported, Searched
 from hwsearch.runs.prepared import Prepared, prepare_or_reuse
 from hwsearch.runs.progress import Laps, say_to
-from hwsearch.runs.retraining import Retrained, retrain
+from hwsearch.runs.retraining import retrain
 from hwsearch.runs.summary import summarize
 from hwsearch.runs.tables import Tables, hardware_tables
-from hwsearch.search import OBJECTIVES, Candidate, SearchConfig, SearchResult, pareto_front, run_study, top_feasible
+from hwsearch.study import OBJECTIVES, Candidate, SearchConfig, pareto_front, run_study, top_feasible
 from hwsearch.workloads import TrainConfig, Workload
-
-
-@dataclass
-class Searched:
-    """The study's trials, and what the run takes from them."""
-    result: SearchResult              # every trial, the exact optimum, the search space, the study
-    front: list[Candidate]            # feasible plans no other beats on proxy and `second` (or size)
-    top: list[Candidate]              # the candidates to retrain
-    best_proxy: float                 # the best feasible score any trial reached
-    second: str | None                # the cost a multi-objective study trades the score against
-
-
-@dataclass
-class Confirmed:
-    """The retrained candidates and the one chosen on validation."""
-    runs: list[tuple[Candidate, Retrained]]
-    divergence: dict[int, float]      # per trial: the whole compressed model's measured output divergence
-    chosen: Candidate
-    best: Retrained
-
-
-@dataclass
-class Exported:
-    """model.hws as written and read back, and model.onnx beside it."""
-    path: Path
-    size: int
-    reload_max_abs_diff: float
-    test_accuracy: float              # of the reloaded file: the figure the run reports
-    onnx: dict
 
 
 def run_stages(config: RunConfig, target, search: SearchConfig, folder: RunFolder, storage, previous, progress,

@@ -8,19 +8,15 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
-
 import optuna
 from optuna.trial import TrialState
 
 from hwsearch import storage as storages
 from hwsearch.budget import Budgets
 from hwsearch.config import RunConfig
-from hwsearch.search import smallest_for_score
-
-if TYPE_CHECKING:                     # the stages import this module
-    from hwsearch.runs.stages import Confirmed, Exported, Searched
-    from hwsearch.runs.tables import Tables
+from hwsearch.runs.outcomes import Confirmed, Exported, Searched
+from hwsearch.runs.tables import Tables
+from hwsearch.study import smallest_for_score
 
 
 def summarize(config: RunConfig, target, search, run_id: str, tables: Tables, searched: Searched,

@@ -18,7 +18,7 @@ from hwsearch.graph import Layer
 from hwsearch.proxy import ProxyTable
 from hwsearch.runs.prepared import Prepared, prepare_or_reuse
 from hwsearch.runs.progress import say_to
-from hwsearch.search import Candidate, SearchConfig, baseline_index, baseline_plans, merge_units, search_space, search_units
+from hwsearch.study import Candidate, SearchConfig, baseline_index, baseline_plans, merge_units, search_space, search_units
 from hwsearch.workloads import Workload
 
 

@@ -20,7 +20,7 @@ from hwsearch.errors import RunError
 from hwsearch.runs.pipeline import config_from_record, study_exists
 from hwsearch.runs.progress import say_to
 from hwsearch.runs.tables import build_tables, search_config
-from hwsearch.search.study import Search
+from hwsearch.study import Search
 from hwsearch.workloads import usable_cache_dir
 
 

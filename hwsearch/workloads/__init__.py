@@ -11,7 +11,7 @@ pre-training and retraining, `cache` the checked cache of trained weights, and `
 architectures defined in the project.
 """
 from hwsearch.workloads.cache import default_cache_dir, usable_cache_dir
-from hwsearch.workloads.data import Data, LoaderSplit, Split, parse_input, top1
+from hwsearch.workloads.data import Data, LoaderSplit, Split, top1
 from hwsearch.workloads.builtin import RECIPES, load_workload
 from hwsearch.workloads.digits import load_digits_split
 from hwsearch.workloads.models import build_model, load_user_model, model_names, resolve_model
@@ -22,5 +22,5 @@ from hwsearch.workloads.workload import Workload
 
 __all__ = ["RECIPES", "Data", "LoaderSplit", "Split", "TrainConfig", "Workload", "accuracy", "build_model",
            "default_cache_dir", "load_digits_split", "load_user_model", "load_user_workload", "load_workload",
-           "model_names", "open_workload", "parse_input", "resolve_model", "top1", "train", "usable_cache_dir",
+           "model_names", "open_workload", "resolve_model", "top1", "train", "usable_cache_dir",
            "user_workload"]

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hwsearch.errors import DataError, HwsearchError
+from hwsearch.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -125,12 +125,3 @@ def top1(model: nn.Module, split: Split | LoaderSplit, batch_size: int = 512) ->
         correct += (model(x).argmax(1) == y).sum().item()
         total += len(y)
     return correct / max(total, 1)
-
-
-def parse_input(text: str) -> tuple[int, ...]:
-    """`3x224x224` -> (3, 224, 224): the shape of one example, without the batch dimension."""
-    parts = text.lower().replace("×", "x").split("x")
-    if not parts or not all(p.isascii() and p.isdigit() and int(p) > 0 for p in parts) or len(parts) > 4:
-        raise HwsearchError(f"--input {text!r} is not a shape: write the sizes of one example joined by 'x', "
-                            "e.g. 3x224x224 (channels x height x width) or 512 for a vector")
-    return tuple(int(p) for p in parts)

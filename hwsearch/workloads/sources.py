@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from hwsearch.config import RunConfig
+from hwsearch.config import RunConfig, parse_input
 from hwsearch.workloads.builtin import load_workload
-from hwsearch.workloads.data import parse_input
 from hwsearch.workloads.user import load_user_workload
 from hwsearch.workloads.workload import Workload
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsearch.budget import Budgets
-from cost_models.table import CostTable
+from cost_models import CostTable
 
 SEPARABLE = {"size_bytes": "weight_bytes", "latency_s": "latency_s", "energy_j": "energy_j"}
 

@@ -19,13 +19,13 @@ from dataclasses import replace
 import numpy as np
 
 from hwsearch.budget import Budgets
-from cost_models.table import CostTable
-from hwsearch.search.knapsack import SEPARABLE
-from hwsearch.graph.layer_graph import Layer
+from cost_models import CostTable
+from hwsearch.study.knapsack import SEPARABLE
+from hwsearch.graph import Layer
 from hwsearch.compression.grid import BITS, CODEBOOK_BITS, RANK_FRACTIONS, SPARSITIES
-from hwsearch.compression.options import Option
+from hwsearch.compression import Option
 from hwsearch.proxy import ProxyTable
-from hwsearch.search.space import lower_hull, non_dominated
+from hwsearch.study.space import lower_hull, non_dominated
 
 Choice = dict[str, int]
 

@@ -21,8 +21,8 @@ from cost_models import CostTable
 from hwsearch.budget import Budgets
 from hwsearch.errors import BudgetInfeasible, HwsearchError
 from hwsearch.proxy import ProxyTable
-from hwsearch.search.knapsack import SEPARABLE, Optimum, exact_optimum, smallest
-from hwsearch.search.samplers import MAX_SEED, SAMPLERS
+from hwsearch.study.knapsack import SEPARABLE, Optimum, exact_optimum, smallest
+from hwsearch.study.samplers import MAX_SEED, SAMPLERS
 
 OBJECTIVES = {"proxy": None, "size": "size_bytes", "latency": "latency_s", "energy": "energy_j"}
 

@@ -37,9 +37,9 @@ from hwsearch.budget import Budgets
 from hwsearch.compression import Option, Plan
 from hwsearch.errors import HwsearchError
 from hwsearch.proxy import ProxyTable
-from hwsearch.search.knapsack import Optimum, exact_optimum
-from hwsearch.search.samplers import make_sampler
-from hwsearch.search.space import OBJECTIVES, Hull, Repair, SearchConfig, check_feasible, search_space
+from hwsearch.study.knapsack import Optimum, exact_optimum
+from hwsearch.study.samplers import make_sampler
+from hwsearch.study.space import OBJECTIVES, Hull, Repair, SearchConfig, check_feasible, search_space
 from hwsearch.storage import TrialSyncedJournal, trial_queue
 
 
@@ -59,7 +59,7 @@ class Candidate:
 
 
 @dataclass
-class SearchResult:
+class StudyResult:
     candidates: list[Candidate]
     optimum: Optimum | None                          # exact optimum of the separable problem
     space: dict[str, list[int]] = field(default_factory=dict)
@@ -182,7 +182,7 @@ def open_study(search: Search, storage, study_name: str, record: dict | None = N
 
 def run_study(*, proxy: ProxyTable, costs: CostTable, config: SearchConfig, study_name: str,
               storage_path: Path | None = None, storage=None, record: dict | None = None,
-              resumed_workers: set[str] | None = None, progress=None) -> SearchResult:
+              resumed_workers: set[str] | None = None, progress=None) -> StudyResult:
     """Minimise the summed proxy (and further objectives) within every budget; returns every trial.
 
     `storage` is any Optuna storage (default: a journal file at `storage_path`). On a resumed
@@ -206,7 +206,7 @@ def run_study(*, proxy: ProxyTable, costs: CostTable, config: SearchConfig, stud
     trial_queue.run(study, storage, search.objective, on_trial=advance)
     if progress:
         progress.remove_task(task)
-    return SearchResult(candidates(study, search.labels, proxy), search.optimum, search.space, study)
+    return StudyResult(candidates(study, search.labels, proxy), search.optimum, search.space, study)
 
 
 def candidates(study: optuna.Study, labels: dict[str, dict[str, int]], proxy: ProxyTable) -> list[Candidate]:

@@ -25,13 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from hwsearch.compression import capture_inputs, compress, layer_nbytes
+from hwsearch.compression import Option, capture_inputs, compress, layer_nbytes
 from hwsearch.compression.channels import (CRITERIA, ChannelGroup, UnitOption, channel_groups, disjoint_groups,
                                         member_inputs, prune_unit_)
 from hwsearch.compression.encoding import channel_record_nbytes
-from cost_models.table import CostTable
-from hwsearch.graph.layer_graph import Layer, LayerGraph
-from hwsearch.compression.options import Option
+from cost_models import CostTable
+from hwsearch.graph import Layer, LayerGraph
 from hwsearch.proxy import ProxyTable
 
 KEEP_FRACTIONS = (0.75, 0.5)
@@ -106,7 +105,7 @@ def _combinations(unit: Unit, proxy: ProxyTable, costs: CostTable) -> list[tuple
     every separable cost (a dominated partial sum stays dominated whatever the next layer adds), so
     three-layer units stay small; the all-fp32 combination is kept and comes first.
     """
-    from hwsearch.search.space import non_dominated_all
+    from hwsearch.study.space import non_dominated_all
     columns = [costs.columns.index(c) for c in _SEPARABLE]
     names = unit.group.layers
     baseline = tuple(proxy.options[n].index(Option()) for n in names)
