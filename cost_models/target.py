@@ -14,6 +14,9 @@ A target describes what the cost model needs and nothing else:
     dram         bandwidth and energy per byte
     sparsity     whether the hardware skips zero weights (and from what sparsity)
     cpu / gpu    kernel-level figures of a CPU or GPU runtime (calibrated, cited)
+
+About 430 lines because the file format is one contract kept in one place: the pydantic models
+of every key, the strict YAML parser and the plausibility checks that name a bad value.
 """
 from __future__ import annotations
 

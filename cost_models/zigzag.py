@@ -74,6 +74,10 @@ cannot be read or does not hold finite numbers is recomputed. ZigZag's stages ru
 in-process without its save stages, so nothing is written outside the cache folder, and
 only ZigZag's own loggers are silenced while it runs. With `workers` > 1 cache misses run
 in spawned processes: the calling script needs the `if __name__ == "__main__":` guard.
+
+One module of about 670 lines: the translation above, its caveats and the cache key must change
+together (a translation change bumps CONVERTER_VERSION), and splitting them would spread one
+contract with ZigZag over several files.
 """
 from __future__ import annotations
 

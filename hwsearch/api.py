@@ -31,7 +31,7 @@ from typing import Any, Callable, Sequence
 
 from torch import nn
 
-from cost_models import Target, available_targets, load_target
+from cost_models import BACKENDS, Target, available_targets, load_target
 from cost_models.report import cost_report
 from hwsearch.compression import Option
 from hwsearch.config import IN_MEMORY, RunConfig, check, parse_input
@@ -158,6 +158,8 @@ def cost(model: nn.Module | str, input_shape: Sequence[int] | str, target: str |
     `{"total": {"macs", "latency_s", "energy_j", "dram_bytes", ...}, "layers": [{"name", "kind", ...}, ...]}`."""
     if batch < 1:
         raise HwsearchError(f"batch must be at least 1, got {batch}")
+    if backend not in BACKENDS:
+        raise HwsearchError(f"backend {backend!r} is not a cost model: choose one of {', '.join(BACKENDS)}")
     return cost_report(model=model, input_shape=_shape(input_shape), target=load_target(target), batch=batch,
                        backend=backend)
 
@@ -202,17 +204,24 @@ def _shape(shape: Sequence[int] | str | None) -> tuple[int, ...] | None:
 
 
 def _with_progress(progress, work):
-    """work(bars): with rich progress bars on stderr (True), none (False), or the caller's own Progress."""
-    if progress is False or progress is None:
-        return work(None)
-    if progress is not True:
-        return work(progress)
+    """work(bars): with rich progress bars on stderr (True), none (False), or the caller's own Progress.
+    Optuna's per-trial log lines are silenced meanwhile (hwsearch reports failed trials itself)."""
     import optuna
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    optuna.logging.set_verbosity(optuna.logging.ERROR)   # failed trials are reported by hwsearch
-    console = Console(stderr=True)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True, disable=not (console.is_terminal or console.is_jupyter)) as bars:
-        return work(bars)
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        if progress is False or progress is None:
+            return work(None)
+        if progress is not True:
+            return work(progress)
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        console = Console(stderr=True)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True,
+                      disable=not (console.is_terminal or console.is_jupyter)) as bars:
+            return work(bars)
+    finally:
+        optuna.logging.set_verbosity(verbosity)

@@ -7,9 +7,12 @@ machine, a driver's wording). Commands run in-process through `hwsearch.commands
 scratch folder holding tests/bad_input/ as `bad/`, a file `afile`, a folder `somefolder`,
 a finished run `results/done`, and compressed files made for the purpose.
 """
+import json
 import re
 import shlex
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -55,6 +58,12 @@ def sandbox(model_cache, tmp_path_factory):
     (root / "bad" / "truncated.hws").write_bytes(data[: len(data) // 2])
     middle = len(data) // 2
     (root / "bad" / "bitflip.hws").write_bytes(data[:middle] + bytes([data[middle] ^ 0x04]) + data[middle + 1:])
+    for name, spec, dense in (("crafted-builder", {"builder": "os:getpid"}, []),           # files crafted to run code
+                              ("crafted-model", {"name": "os"}, []),
+                              ("crafted-dtype", {"name": "lenet5_digits"}, [["conv1.weight", "load", [6, 1, 5, 5]]])):
+        meta = json.dumps({"format": "hwsearch-compressed", "model": spec, "layers": [], "dense": dense}).encode()
+        body = struct.pack("<4sHI", b"HWSC", 2, len(meta)) + meta
+        (root / "bad" / f"{name}.hws").write_bytes(body + struct.pack("<I", zlib.crc32(body)))
     load_workload("lenet5_digits", cache_dir=model_cache)      # rows that get as far as the model find it trained
     return root
 
