@@ -1,10 +1,13 @@
-"""The papers' compression tables at small scale: LeNet-300-100, LeNet-5 and a small VGG on digits.
+"""The papers' compression tables at small scale: LeNet-300-100, LeNet-5 and a small VGG.
 
     python benchmarks/paper_tables.py [--models lenet300_100_digits,...] [--epochs 10] [--out results]
+    python benchmarks/paper_tables.py --models lenet300_100_fashion,lenet5_fashion --epochs 2 \
+        --name paper_tables_fashion          # the LeNets on Fashion-MNIST (55,000 images an epoch)
 
 Each network is trained on scikit-learn's digits, resized to the input it was built for
-(28x28 for the LeNets, 16x16 for the VGG), and compressed four ways, each with its
-retraining, every size the bytes of a real `model.hws` written to disk:
+(28x28 for the LeNets, 16x16 for the VGG), or on Fashion-MNIST (the `*_fashion` models), and
+compressed four ways, each with its retraining, every size the bytes of a real `model.hws`
+written to disk:
 
 - Deep Compression (Han et al. 2016): magnitude pruning in three rounds to the paper's
   per-layer densities, retraining after each; k-means weight sharing (the paper's bits,
@@ -19,7 +22,7 @@ retraining, every size the bytes of a real `model.hws` written to disk:
   Deep Compression pipeline reached and at half of it (conv nets also with the classifier
   replaced first, `--classifier gap`), with its retraining.
 
-Writes results/paper_tables.md and results/paper_tables.json. Wall times are for this
+Writes results/<name>.md and results/<name>.json (name: paper_tables). Wall times are for this
 machine (2 shared cores): provisional.
 """
 from __future__ import annotations
@@ -65,7 +68,12 @@ PAPERS = {
 }
 
 
+# the Fashion-MNIST models are the same networks: the papers' figures are theirs
+PAPER_NAME = {"lenet300_100_fashion": "lenet300_100_digits", "lenet5_fashion": "lenet5_caffe_digits"}
+
+
 def densities(name: str, model: nn.Module, layers) -> dict[str, float]:
+    name = PAPER_NAME.get(name, name)
     if name in DENSITY:
         return DENSITY[name]
     # the VGG: the first conv keeps most, the other convs a third, the first fc 5%, the last 20%
@@ -78,7 +86,7 @@ def densities(name: str, model: nn.Module, layers) -> dict[str, float]:
 
 
 def index_bits(name: str, layer) -> int:
-    if name == "lenet300_100_digits":
+    if PAPER_NAME.get(name, name) == "lenet300_100_digits":
         return 6
     return 8 if layer.kind == "conv" else 5
 
@@ -236,12 +244,17 @@ def search(b: Bench, budget: int, label: str, classifier: str | None = None) -> 
           f"acc {b.accuracy:.2%} -> {b.rows[-1]['accuracy_retrained']:.2%}", flush=True)
 
 
-def markdown(rows: list[dict], baselines: dict) -> str:
+def markdown(rows: list[dict], baselines: dict, command: str) -> str:
+    fashion = all(r["model"].endswith("_fashion") for r in rows)
+    data = ("Fashion-MNIST (55,000 train, 5,000 validation, 10,000 test images, 28x28). " if fashion else
+            "Digits (scikit-learn, 1,797 8x8 scans; 1,257 train, 270 validation, 270 test) resized to each network's "
+            "input. ")
+    accuracy = ("Accuracy is top-1 on the 10,000 test images (one image is 0.01 points)." if fashion else
+                "Accuracy is top-1 on the 270 test images (one image is 0.37 points).")
     lines = ["# The papers' compression tables at small scale", "",
-             "Written by `python benchmarks/paper_tables.py`. Digits (scikit-learn, 1,797 8x8 scans; 1,257 train, "
-             "270 validation, 270 test) resized to each network's input. Sizes are bytes of `model.hws` files on "
+             f"Written by `{command}`. {data}Sizes are bytes of `model.hws` files on "
              "disk, header, biases and checksum included; ratio against the fp32 file of the same network. "
-             "Accuracy is top-1 on the 270 test images (one image is 0.37 points).", ""]
+             f"{accuracy}", ""]
     for name in dict.fromkeys(r["model"] for r in rows):
         base = baselines[name]
         lines += [f"## {name}", "", f"fp32: {base['params']:,} parameters, {base['bytes']:,} bytes, test accuracy "
@@ -252,7 +265,8 @@ def markdown(rows: list[dict], baselines: dict) -> str:
             lines.append(f"| {r['method']} | {r['stored_weights']:,} | {r['bytes']:,} | {r['ratio']:.1f}x | "
                          f"{r['accuracy_compressed']:.2%} -> {r['accuracy_retrained']:.2%} | {r['seconds']:.0f} s | "
                          f"{r['note']} |")
-        lines += ["", "The papers, on their data:", ""] + [f"- {who}: {what}" for who, what in PAPERS[name]] + [""]
+        lines += ["", "The papers, on their data:", ""] + [f"- {who}: {what}" for who, what in
+                                                         PAPERS[PAPER_NAME.get(name, name)]] + [""]
     return "\n".join(lines)
 
 
@@ -264,7 +278,10 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10, help="epochs of each retraining")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "results"))
     parser.add_argument("--skip-search", action="store_true")
+    parser.add_argument("--name", default="paper_tables", help="file names of the results (.md, .json)")
     args = parser.parse_args()
+    command = "python benchmarks/paper_tables.py" + (f" --models {args.models} --epochs {args.epochs} --name {args.name}"
+                                                      if args.name != "paper_tables" else "")
     torch.manual_seed(0)
     rows, baselines = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -283,8 +300,8 @@ def main() -> None:
                     search(b, dc // 2, "at half of it, GAP classifier first", classifier="gap")
             rows += b.rows
             out = Path(args.out)
-            (out / "paper_tables.json").write_text(json.dumps({"baselines": baselines, "rows": rows}, indent=1) + "\n")
-            (out / "paper_tables.md").write_text(markdown(rows, baselines) + "\n")
+            (out / f"{args.name}.json").write_text(json.dumps({"baselines": baselines, "rows": rows}, indent=1) + "\n")
+            (out / f"{args.name}.md").write_text(markdown(rows, baselines, command) + "\n")
 
 
 if __name__ == "__main__":

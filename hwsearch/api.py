@@ -34,11 +34,11 @@ from torch import nn
 from cost_models import BACKENDS, Target, available_targets, load_target
 from cost_models.report import cost_report
 from hwsearch.compression import Option
-from hwsearch.config import IN_MEMORY, RunConfig, check, parse_input
+from hwsearch.config import DATA_SETS, IN_MEMORY, RunConfig, check, data_kind, parse_input
 from hwsearch.errors import HwsearchError
 from hwsearch.export import artifact
 from hwsearch.runs import pipeline
-from hwsearch.workloads import Workload, user_workload
+from hwsearch.workloads import Workload, open_data, user_workload
 
 __all__ = ["SearchResult", "cost", "load", "resume", "run", "search", "targets"]
 
@@ -94,13 +94,15 @@ def search(model: nn.Module | str = "resnet18_digits", data: Sequence | str | No
            calibration: int = 256, grid: str = "default", structured: bool = False, classifier: str | None = None,
            seed: int = 0, results: str | Path | None = None, run_id: str | None = None,
            cache_dir: str | Path | None = None, storage: str | None = None, heartbeat: int = 10,
-           progress: bool | Any = True) -> SearchResult:
+           data_dir: str | Path | None = None, progress: bool | Any = True) -> SearchResult:
     """Find the per-layer compression that keeps the most accuracy within the budgets, confirm it by
     retraining, export it; returns the finished run.
 
     `model` and `data`: an `nn.Module` with `(train, val, test)` (each an `(inputs, labels)` pair
-    of tensors or a DataLoader), or a built-in model name (no data), or `package.module:function`
-    strings as the command line takes them. `budget` (file size: "10MB", "500KiB" or bytes),
+    of tensors or a DataLoader), or with a built-in data set by name ("fashion-mnist") or
+    "imagefolder:PATH" (give `input_shape`); or a built-in model name (data: None or its data set),
+    or `package.module:function` strings as the command line takes them. `data_dir`: where a
+    built-in data set's files are. `budget` (file size: "10MB", "500KiB" or bytes),
     `latency` ("5ms") and `energy` ("2mJ") are hard constraints; give at least one. `results`:
     the folder for the run folder (default: a temporary one; `SearchResult.save` keeps it).
     `progress`: bars and log lines on stderr (True), none (False), or a rich `Progress`.
@@ -112,7 +114,7 @@ def search(model: nn.Module | str = "resnet18_digits", data: Sequence | str | No
                                finetune_epochs=finetune_epochs, calibration_size=calibration, grid=grid,
                                structured=structured, classifier=classifier, seed=seed, run_id=run_id,
                                cache_dir=None if cache_dir is None else str(cache_dir), storage=storage,
-                               heartbeat_s=heartbeat)
+                               heartbeat_s=heartbeat, data_dir=None if data_dir is None else str(data_dir))
     temporary = tempfile.TemporaryDirectory(prefix="hwsearch-") if results is None else None
     result = run(replace(config, results_dir=temporary.name if temporary else str(results)), workload=workload,
                  progress=progress)
@@ -170,25 +172,31 @@ def targets() -> dict[str, Target]:
 
 
 def _config(model, data, *, input_shape, eval, loss, **settings) -> tuple[RunConfig, Workload | None]:
-    """The run config of `search`'s arguments, checked; the workload when model and data are objects."""
-    objects = isinstance(model, nn.Module) or not (data is None or isinstance(data, str))
-    if not objects:
+    """The run config of `search`'s arguments, checked; the workload when the model is an object."""
+    if not isinstance(model, nn.Module):
+        if not (data is None or isinstance(data, str)):
+            raise HwsearchError("data as objects needs the model as an nn.Module: search(model, (train, val, test), "
+                                "...)")
         for value, name in ((eval, "eval"), (loss, "loss")):
             if value is not None and not isinstance(value, str):
-                raise HwsearchError(f"{name} as a function goes with a model and data passed as objects; with "
-                                    f"model {model!r} give {name} as 'package.module:function'")
+                raise HwsearchError(f"{name} as a function goes with a model passed as an object; with model "
+                                    f"{model!r} give {name} as 'package.module:function'")
         shape = None if input_shape is None else "x".join(map(str, _shape(input_shape)))
         config = RunConfig(model=model, data=data, input=shape, eval=eval, loss=loss, **settings)
         check(config, api=True)
         return config, None
-    if not isinstance(model, nn.Module) or data is None or isinstance(data, str):
-        raise HwsearchError("a model passed as an object needs its data as objects too, and data as objects needs "
-                            "the model as an nn.Module: search(model, (train, val, test), ...)")
-    named = {"model": f"{IN_MEMORY}{type(model).__module__}.{type(model).__qualname__}", "data": f"{IN_MEMORY}data",
+    if data is None or (isinstance(data, str) and data_kind(data) not in ("builtin", "imagefolder")):
+        raise HwsearchError("a model passed as an object needs its data: (train, val, test) as objects, a built-in "
+                            f"data set ({', '.join(DATA_SETS)}) or 'imagefolder:PATH'")
+    named = {"model": f"{IN_MEMORY}{type(model).__module__}.{type(model).__qualname__}",
+             "data": data if isinstance(data, str) else f"{IN_MEMORY}data",
+             "input": None if input_shape is None else "x".join(map(str, _shape(input_shape))),
              "eval": f"{IN_MEMORY}{getattr(eval, '__name__', 'eval')}" if eval is not None else None,
              "loss": f"{IN_MEMORY}{getattr(loss, '__name__', 'loss')}" if loss is not None else None}
     config = RunConfig(**named, **settings)
     check(config, api=True)           # the settings, before the model and data are run
+    if isinstance(data, str):         # a data set hwsearch loads, for the model given
+        data = open_data(config)
     return config, user_workload(model, data, input_shape=_shape(input_shape), metric=eval, loss=loss)
 
 

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 # how a run records a model, data, metric or loss passed to hwsearch.search as an object: "object:pkg.mod.Net"
 IN_MEMORY = "object:"
+DATA_SETS = ("digits", "fashion-mnist")     # --data by name: the built-in data sets (hwsearch.workloads)
+IMAGE_FOLDER = "imagefolder:"               # --data imagefolder:PATH: one sub-folder of images per class
 
 
 @dataclass(frozen=True)
@@ -22,8 +24,9 @@ class RunConfig:
     sampler: str | None = None      # Optuna sampler; None: tpe, or nsga2 for several objectives
     proxy: str = "weighted"         # per-layer errors weighted by the layers' sensitivities, or "sum" (benchmarks/proxy_fidelity.py)
     max_accuracy_drop: float = 2.0  # points of test accuracy below the baseline that still count as success
-    model: str = "resnet18_digits"  # built-in model trained on digits on first use, or a user's pkg.mod:fn / file.py:fn
-    data: str | None = None         # a user's pkg.mod:load returning (train, val, test); needed with a user's model
+    model: str = "resnet18_digits"  # built-in model trained on its data set on first use, or a user's pkg.mod:fn / file.py:fn
+    data: str | None = None         # a built-in data set (digits, fashion-mnist), imagefolder:PATH, or a user's
+                                    # pkg.mod:load returning (train, val, test); None: the built-in model's own
     input: str | None = None        # shape of one example, e.g. 3x32x32; checked against the data (inferred if None)
     eval: str | None = None         # a user's metric pkg.mod:fn(model, split) -> float; None: top-1 accuracy
     loss: str | None = None         # a user's training loss pkg.mod:fn(outputs, labels); None: cross-entropy
@@ -44,13 +47,14 @@ class RunConfig:
     run_id: str | None = None       # None: <target>-<budget>-<model>-<UTC time>; also the study's name
     storage: str | None = None      # Optuna storage URL; None: study.journal in the run folder
     heartbeat_s: int = 10           # database storages: a trial silent for 3 beats is failed and retried
+    data_dir: str | None = None     # where a built-in data set's files are; None: $HWSEARCH_DATA, Debian's, the cache
 
 
 # How each checked field is spelled on the command line; `check` names fields this way, or by
 # their YAML key (`nightly.yaml`) with yaml=True.
 FLAGS = {"trials": "--trials", "top_k": "--top-k", "finetune_epochs": "--finetune-epochs",
          "calibration_size": "--calibration", "max_accuracy_drop": "--max-accuracy-drop", "model": "--model",
-         "data": "--data", "input": "--input", "eval": "--eval", "loss": "--loss"}
+         "data": "--data", "input": "--input", "eval": "--eval", "loss": "--loss", "data_dir": "--data-dir"}
 YAML_KEYS = {"calibration_size": "calibration"}
 ARGUMENTS = {"calibration_size": "calibration", "input": "input_shape"}    # hwsearch.search's names
 
@@ -85,15 +89,22 @@ def check(config: RunConfig, *, yaml: bool = False, api: bool = False) -> None:
         raise HwsearchError(f"{name('max_accuracy_drop')} is in points between 0 and 100, got "
                             f"{config.max_accuracy_drop:g}")
     user_model = ":" in config.model
-    if user_model != (config.data is not None):
+    kind = data_kind(config.data)
+    if user_model and kind is None:
         raise HwsearchError(
             f"{name('model')} package.module:function needs {name('data')} (a function returning train, val and "
-            "test) to evaluate and fine-tune it" if user_model else
-            f"{name('data')} goes with your own {name('model')} (package.module:function); the built-in "
-            f"{config.model} is trained on digits")
+            f"test, a built-in data set: {', '.join(DATA_SETS)}, or {IMAGE_FOLDER}PATH) to evaluate and fine-tune it")
+    if not user_model and kind not in (None, "builtin"):
+        raise HwsearchError(f"{name('data')} {config.data} goes with your own {name('model')} (package.module:function); "
+                            f"the built-in {config.model} is trained on a built-in data set ({', '.join(DATA_SETS)})")
     if not user_model and (config.eval or config.loss or config.input):
         raise HwsearchError(f"{name('input')}, {name('eval')} and {name('loss')} go with your own {name('model')} "
                             f"and {name('data')}")
+    if kind == "imagefolder" and not config.input:
+        raise HwsearchError(f"{name('data')} {config.data} needs {name('input')} (e.g. 3x64x64): the channels and size "
+                            "every image is converted and resized to")
+    if kind == "imagefolder" and not config.data.removeprefix(IMAGE_FOLDER):
+        raise HwsearchError(f"{name('data')} {IMAGE_FOLDER} names no folder: give {IMAGE_FOLDER}PATH")
     Budgets.parse(size=config.budget, latency=config.latency, energy=config.energy)
     if config.input:
         parse_input(config.input)
@@ -125,3 +136,14 @@ def parse_input(text: str) -> tuple[int, ...]:
         raise HwsearchError(f"--input {text!r} is not a shape: write the sizes of one example joined by 'x', "
                             "e.g. 3x224x224 (channels x height x width) or 512 for a vector")
     return tuple(int(p) for p in parts)
+
+
+def data_kind(data: str | None) -> str | None:
+    """What `--data` names: None, "builtin" (a data set by name), "imagefolder", "object" or "function"."""
+    if data is None:
+        return None
+    if data in DATA_SETS:
+        return "builtin"
+    if data.startswith(IMAGE_FOLDER):
+        return "imagefolder"
+    return "object" if data.startswith(IN_MEMORY) else "function"

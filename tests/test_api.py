@@ -133,11 +133,13 @@ def test_bad_arguments_raise_one_line_naming_the_argument(trained, tmp_path, cha
     assert not list(tmp_path.glob("**/model.hws"))
 
 
-def test_a_model_object_needs_its_data_as_objects(trained):
+def test_a_model_object_needs_data_it_can_run_on(trained):
     model, splits = trained
-    with pytest.raises(HwsearchError, match="needs its data as objects too"):
+    with pytest.raises(HwsearchError, match="a model passed as an object needs its data"):
         hwsearch.search(model, budget="8KB", progress=False)
-    with pytest.raises(HwsearchError, match="needs its data as objects too"):
+    with pytest.raises(HwsearchError, match="a model passed as an object needs its data"):
+        hwsearch.search(model, "pkg.data:load", budget="8KB", progress=False)
+    with pytest.raises(HwsearchError, match="data as objects needs the model as an nn.Module"):
         hwsearch.search("lenet5_digits", splits, budget="8KB", progress=False)
     with pytest.raises(BudgetError):
         hwsearch.search(model, splits, budget="-5MB", progress=False)

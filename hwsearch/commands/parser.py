@@ -92,11 +92,18 @@ def run_arguments(p: Parser, **defaults) -> None:
                    help=f"test accuracy points the exported model may lose against the baseline; below it the run "
                         f"still writes its folder but exits 3 (default {d.max_accuracy_drop:g})")
     p.add_argument("--model", default=d.model,
-                   help=f"built-in model trained on digits (resnet18_digits, lenet5_digits; default {d.model}), or your "
-                        "trained model: package.module:function or path/to/file.py:function returning an nn.Module")
+                   help=f"built-in model, trained on its data set on first use: on digits resnet18_digits, lenet5_digits, "
+                        "...; on Fashion-MNIST resnet_fashion, mobilenet_fashion, lenet5_fashion, lenet300_100_fashion "
+                        f"(default {d.model}); or your trained model: package.module:function or "
+                        "path/to/file.py:function returning an nn.Module")
     p.add_argument("--data", default=None,
-                   help="your data, with your model: package.module:function or file.py:function returning "
-                        "(train, val, test), each an (inputs, labels) pair of tensors or a DataLoader")
+                   help="a built-in data set (digits, fashion-mnist); with your model also imagefolder:PATH (one "
+                        "sub-folder of images per class; needs --input) or package.module:function / "
+                        "file.py:function returning (train, val, test), each an (inputs, labels) pair of tensors or "
+                        "a DataLoader")
+    p.add_argument("--data-dir", default=None,
+                   help="the folder holding a built-in data set's files (default $HWSEARCH_DATA, then where Debian's "
+                        "package puts them, then the cache)")
     p.add_argument("--input", default=None, help="shape of one example, e.g. 3x32x32; checked against --data")
     p.add_argument("--eval", default=None,
                    help="your metric, function(model, split) -> float, higher is better (default top-1 accuracy)")
@@ -139,6 +146,6 @@ def run_config(args) -> RunConfig:
                        grid=args.grid, structured=args.structured, classifier=args.classifier,
                        seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id,
                        storage=getattr(args, "storage", None),
-                       heartbeat_s=getattr(args, "heartbeat", RunConfig.heartbeat_s))
+                       heartbeat_s=getattr(args, "heartbeat", RunConfig.heartbeat_s), data_dir=args.data_dir)
     check(config)
     return config

@@ -14,7 +14,7 @@
 
 Entry keys are the search's flags, with the same defaults: name, model, data, input, eval,
 loss, target, budget, latency, energy, objectives, sampler, max_accuracy_drop, proxy, grid,
-structured, classifier, trials, top_k, finetune_epochs, calibration, seed. The whole file
+structured, classifier, trials, top_k, finetune_epochs, calibration, seed, data_dir. The whole file
 is checked before anything runs (every problem in one NightlyError naming the entry).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 # entry keys -> RunConfig fields where they differ
 FIELDS = {"calibration": "calibration_size"}
 # settings that do not change a run's result, left out when an earlier run folder is compared with an entry
-NOT_SETTINGS = ("results_dir", "run_id", "cache_dir")
+NOT_SETTINGS = ("results_dir", "run_id", "cache_dir", "data_dir")
 
 
 class NightlyError(HwsearchError):
@@ -66,6 +66,7 @@ class _Settings(BaseModel, extra="forbid"):
     finetune_epochs: int | None = None
     calibration: int | None = None
     seed: int | None = None
+    data_dir: str | None = None
 
 
 class _Entry(_Settings):

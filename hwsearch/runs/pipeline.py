@@ -25,7 +25,7 @@ from cost_models import Target
 from cost_models.target import parse_target, read_target
 from hwsearch import storage as storages
 from hwsearch.budget import Budgets
-from hwsearch.config import IN_MEMORY, MAX_ID, RunConfig, check_run_id
+from hwsearch.config import IMAGE_FOLDER, IN_MEMORY, MAX_ID, RunConfig, check_run_id
 from hwsearch.errors import RunError, RunKept
 from hwsearch.runs.folder import RECORD, RunFolder, interrupted_runs
 from hwsearch.runs.prepared import Prepared
@@ -121,9 +121,13 @@ def with_absolute_paths(config: RunConfig) -> RunConfig:
         storage = str(Path(storage).resolve())
     elif storage is not None and storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
         storage = f"sqlite:///{Path(storage.removeprefix('sqlite:///')).resolve()}"
-    return replace(config, model=absolute(config.model), data=absolute(config.data), eval=absolute(config.eval),
+    data = absolute(config.data)
+    if data is not None and data.startswith(IMAGE_FOLDER):
+        data = IMAGE_FOLDER + str(Path(data.removeprefix(IMAGE_FOLDER)).resolve())
+    return replace(config, model=absolute(config.model), data=data, eval=absolute(config.eval),
                    loss=absolute(config.loss), storage=storage,
-                   cache_dir=str(Path(config.cache_dir).resolve()) if config.cache_dir else None)
+                   cache_dir=str(Path(config.cache_dir).resolve()) if config.cache_dir else None,
+                   data_dir=str(Path(config.data_dir).resolve()) if config.data_dir else None)
 
 
 def config_from_record(record: dict) -> RunConfig:

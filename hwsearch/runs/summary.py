@@ -30,6 +30,7 @@ def summarize(config: RunConfig, target, search, run_id: str, tables: Tables, se
         "target": target.name,
         "model": config.model,
         "metric": workload.data.metric_name,
+        "data": workload.data.source,
         "budget": config.budget,
         "budget_bytes": budgets.size_bytes,
         "budgets": budgets.limits(),

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import DataLoader, Dataset
 
 from hwsearch.errors import DataError
 
@@ -81,6 +82,43 @@ class LoaderSplit:
         return torch.cat(parts)
 
 
+@dataclass(frozen=True)
+class DatasetSplit:
+    """A torch `Dataset` of (input, label) pairs, served by DataLoaders: shuffled by our generator
+    when training (so that a seed gives the same batches), in order otherwise; the host memory
+    of batches is pinned where a GPU will take them."""
+    dataset: Dataset
+    name: str = "split"
+    workers: int = 0                  # DataLoader worker processes (decoding files); 0: in this process
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    @property
+    def source(self) -> DataLoader:
+        return self.loader(256)
+
+    def loader(self, batch_size: int, generator: torch.Generator | None = None) -> DataLoader:
+        return DataLoader(self.dataset, batch_size=batch_size, shuffle=generator is not None, generator=generator,
+                          num_workers=self.workers, pin_memory=torch.cuda.is_available(),
+                          persistent_workers=False)
+
+    def steps(self, batch_size: int) -> int:
+        return -(-len(self) // batch_size)
+
+    def batches(self, batch_size: int = 256, generator: torch.Generator | None = None) -> Iterator[tuple]:
+        try:
+            yield from self.loader(batch_size, generator)
+        except DataError as exc:      # raised in a worker process: its message comes back inside a traceback
+            lines = [line for line in str(exc).splitlines() if line.strip()]
+            raise DataError(lines[-1].split("Error: ", 1)[-1] if len(lines) > 1 else str(exc)) from None
+
+    def take(self, n: int) -> torch.Tensor:
+        """The first `n` inputs, in order: the same calibration images on every run."""
+        return next(iter(self.batches(min(n, len(self)))))[0]
+
+
+AnySplit = Split | LoaderSplit | DatasetSplit
 Metric = Callable[[nn.Module, Any], float]
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -90,18 +128,22 @@ class Data:
     """The three splits, and how a model is scored on them and trained on them.
 
     `metric(model, split.source)` is higher-is-better (None: top-1 accuracy); `loss(outputs,
-    labels)` trains (None: cross-entropy); `max_shift` is the random translation applied
-    to training images (digits only: a user's loader does its own augmentation).
+    labels)` trains (None: cross-entropy); `max_shift` and `flip` are the random translation and
+    horizontal flips applied to training images (the built-in data sets: a user's loader does
+    its own augmentation); `source` says where the data came from and how it was split (recorded
+    in the run's summary).
     """
-    train: Split | LoaderSplit
-    val: Split | LoaderSplit
-    test: Split | LoaderSplit
+    train: AnySplit
+    val: AnySplit
+    test: AnySplit
     metric: Metric | None = None
     loss: Loss | None = None
     max_shift: int = 0
     metric_name: str = field(default="top-1 accuracy")
+    flip: bool = False
+    source: dict | None = None
 
-    def evaluate(self, model: nn.Module, split: Split | LoaderSplit) -> float:
+    def evaluate(self, model: nn.Module, split: AnySplit) -> float:
         """The metric of `model` (in eval mode, no gradients) on one split."""
         model.eval()
         with torch.no_grad():
@@ -118,7 +160,7 @@ class Data:
         return (self.loss or F.cross_entropy)(outputs, labels)
 
 
-def top1(model: nn.Module, split: Split | LoaderSplit, batch_size: int = 512) -> float:
+def top1(model: nn.Module, split: AnySplit, batch_size: int = 512) -> float:
     """Top-1 accuracy in [0, 1]."""
     correct = total = 0
     for x, y in split.batches(batch_size):

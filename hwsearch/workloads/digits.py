@@ -37,4 +37,6 @@ def load_digits_split(seed: int = 0, val_fraction: float = 0.15, test_fraction: 
             images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
         return Split(images.contiguous(), torch.from_numpy(y.astype(np.int64)))
 
-    return Data(split(x_train, y_train), split(x_val, y_val), split(x_test, y_test), max_shift=max(1, size // 8))
+    return Data(split(x_train, y_train), split(x_val, y_val), split(x_test, y_test), max_shift=max(1, size // 8),
+                source={"dataset": "digits", "split": {"train": len(y_train), "val": len(y_val), "test": len(y_test)},
+                        "seed": seed, "size": size})

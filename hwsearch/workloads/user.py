@@ -56,9 +56,25 @@ def load_user_workload(model_spec: str, data_spec: str, *, input_shape: tuple[in
                     architecture=lambda: load_user_model(model_spec))
 
 
+def user_model_on(model_spec: str, data: Data, *, data_label: str, input_shape: tuple[int, ...] | None = None,
+                  eval_spec: str | None = None, loss_spec: str | None = None) -> Workload:
+    """The user's model (named on the command line) on data hwsearch loads: a built-in data set or an image
+    folder, with that data's augmentation for fine-tuning."""
+    model = load_user_model(model_spec).eval()
+    metric = _function(eval_spec, "--eval", "def evaluate(model, split): return accuracy") if eval_spec else None
+    loss = _function(loss_spec, "--loss", "def loss(outputs, labels): return tensor") if loss_spec else None
+    return _checked(model, [data.train, data.val, data.test],
+                    names=Names(model_spec, f"--data {data_label}", "--input", f"--eval {eval_spec}",
+                                "pass --eval and --loss"),
+                    metric=metric, loss=loss, metric_name=eval_spec.rpartition(":")[2] if eval_spec else None,
+                    input_shape=input_shape, spec={"builder": builder_spec(model_spec)},
+                    architecture=lambda: load_user_model(model_spec), base=data)
+
+
 def user_workload(model: nn.Module, data, *, input_shape: tuple[int, ...] | None = None,
                   metric: Callable | None = None, loss: Callable | None = None) -> Workload:
-    """A model and data given as objects (the Python API), checked as the command line's are.
+    """A model and data given as objects (the Python API), checked as the command line's are. `data` is
+    `(train, val, test)`, or a `Data` hwsearch loaded (a built-in data set, an image folder).
 
     The file a run exports records the model's class; loading it back takes the architecture
     (`hwsearch.load(path, model=...)`), since no function can rebuild it.
@@ -68,13 +84,14 @@ def user_workload(model: nn.Module, data, *, input_shape: tuple[int, ...] | None
     for value, name in ((metric, "eval"), (loss, "loss")):
         if value is not None and not callable(value):
             raise DataError(f"{name} is {_describe(value)}; pass a function")
-    splits = _splits(data, "data", "data is", "pass")
+    base = data if isinstance(data, Data) else None
+    splits = [base.train, base.val, base.test] if base else _splits(data, "data", "data is", "pass")
     pristine = copy.deepcopy(model).eval()          # fine-tuning and the classifier replacement leave it as given
     return _checked(model.eval(), splits, names=Names(type(model).__name__, "data", "input_shape", "eval",
                                                          "pass eval= and loss="),
                     metric=metric, loss=loss, metric_name=getattr(metric, "__name__", "metric") if metric else None,
                     input_shape=input_shape, spec={"class": f"{type(model).__module__}.{type(model).__qualname__}"},
-                    architecture=lambda: copy.deepcopy(pristine))
+                    architecture=lambda: copy.deepcopy(pristine), base=base)
 
 
 class Names:
@@ -85,13 +102,15 @@ class Names:
 
 
 def _checked(model: nn.Module, splits: list, *, names: Names, metric, loss, metric_name: str | None,
-             input_shape, spec: dict, architecture) -> Workload:
+             input_shape, spec: dict, architecture, base: Data | None = None) -> Workload:
     example = splits[0].take(1)
     if input_shape is not None and tuple(example.shape[1:]) != tuple(input_shape):
         raise DataError(f"{names.data} gives inputs of shape {'x'.join(map(str, example.shape[1:]))} per example "
                         f"but {names.input} says {'x'.join(map(str, input_shape))}; fix one of them")
     _check_model_runs(model, names, splits[0], classification=metric is None or loss is None)
-    data = Data(*splits, metric=metric, loss=loss, max_shift=0, metric_name=metric_name or "top-1 accuracy")
+    data = Data(*splits, metric=metric, loss=loss, max_shift=base.max_shift if base else 0,
+                metric_name=metric_name or "top-1 accuracy", flip=base.flip if base else False,
+                source=base.source if base else None)
     try:
         baseline = data.evaluate(model, data.test)
     except DataError:

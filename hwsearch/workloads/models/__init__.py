@@ -1,7 +1,9 @@
 """Architectures hwsearch builds by name, defined in the project (nothing is downloaded).
 
-Two families, with names that cannot be confused:
+Three families, with names that cannot be confused:
 - the digits models the default job trains (`resnet18_digits`, `lenet5_digits`; see `digits`);
+- the Fashion-MNIST models accuracy claims are measured on (`resnet_fashion`, `mobilenet_fashion`,
+  `lenet5_fashion`, `lenet300_100_fashion`; see `fashion`);
 - the standard ImageNet reference architectures as torchvision defines them (`resnet50`,
   `mobilenet_v2`, ...; see `reference`), randomly initialised, for cost-only studies.
 
@@ -20,27 +22,31 @@ from torch import nn
 
 from hwsearch.errors import ModelError
 from hwsearch.workloads.models.digits import LeNet5, LeNet5Caffe, LeNet300100, ResNet18, VGGSmall
+from hwsearch.workloads.models.fashion import MobileNetFashion, ResNetFashion
 from hwsearch.workloads.models.reference import REFERENCE_MODELS
 
 DIGITS_MODELS: dict[str, Callable[..., nn.Module]] = {"resnet18_digits": ResNet18, "lenet5_digits": LeNet5,
                                                       "lenet300_100_digits": LeNet300100,
                                                       "lenet5_caffe_digits": LeNet5Caffe, "vgg_small_digits": VGGSmall}
+FASHION_MODELS: dict[str, Callable[..., nn.Module]] = {"resnet_fashion": ResNetFashion,
+                                                       "mobilenet_fashion": MobileNetFashion,
+                                                       "lenet5_fashion": LeNet5Caffe, "lenet300_100_fashion": LeNet300100}
 # input side of each digits model: the 8x8 scans are resized to it (the papers' LeNets take 28x28)
 DIGITS_INPUT = {"lenet300_100_digits": 28, "lenet5_caffe_digits": 28, "vgg_small_digits": 16}
 # names the digits models had before the reference architectures took them (files written then)
 LEGACY_NAMES = {"resnet18": "resnet18_digits", "lenet5": "lenet5_digits"}
 
-__all__ = ["DIGITS_INPUT", "DIGITS_MODELS", "LEGACY_NAMES", "REFERENCE_MODELS", "build_model", "load_user_model", "model_names",
+__all__ = ["DIGITS_INPUT", "DIGITS_MODELS", "FASHION_MODELS", "LEGACY_NAMES", "REFERENCE_MODELS", "build_model", "load_user_model", "model_names",
            "resolve_model"]
 
 
 def model_names() -> list[str]:
-    return sorted(DIGITS_MODELS) + sorted(REFERENCE_MODELS)
+    return sorted(DIGITS_MODELS) + sorted(FASHION_MODELS) + sorted(REFERENCE_MODELS)
 
 
 def build_model(name: str, **kwargs) -> nn.Module:
-    """Build a digits model or a reference architecture by name, randomly initialised."""
-    builder = DIGITS_MODELS.get(name) or REFERENCE_MODELS.get(name)
+    """Build a digits or Fashion-MNIST model or a reference architecture by name, randomly initialised."""
+    builder = DIGITS_MODELS.get(name) or FASHION_MODELS.get(name) or REFERENCE_MODELS.get(name)
     if builder is None:
         raise ModelError(f"unknown model {name!r}: choose one of {', '.join(model_names())}, "
                          "or give package.module:function or path/to/file.py:function")
