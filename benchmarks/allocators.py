@@ -4,7 +4,8 @@
   its weights (Hutchinson's estimator, Rademacher probes), times the squared quantization error of
   each bit width, is the layer's sensitivity to that width; an integer linear program (scipy's
   MILP, HiGHS) picks one width per layer minimising the summed sensitivity within the size budget.
-  Widths: fp32 and the grid's uniform 8, 6 and 4 bits, no pruning or low rank (HAWQ quantizes only).
+  Widths: fp32 and uniform 8, 6, 4, 3 and 2 bits (HAWQ-V2's range, wider than the grid's), no
+  pruning or low rank (HAWQ quantizes only); bytes are the file's, measured on the quantized layer.
 - `aimet_plan`: AIMET's greedy compression-ratio selection (Qualcomm's AI Model Efficiency Toolkit):
   every layer compressed alone at each candidate setting and the model evaluated on held-out
   images (here 1,000 validation images, no fine-tuning); then a bisection on an accuracy threshold
@@ -24,11 +25,11 @@ import torch
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from hwsearch.budget import Budgets
-from hwsearch.compression import Option, apply_, compress
+from hwsearch.compression import Option, apply_, compress, layer_nbytes
 from hwsearch.compression.layer import plain_layer
 from hwsearch.study import non_dominated
 
-HAWQ_BITS = (32, 8, 6, 4)
+HAWQ_BITS = (32, 8, 6, 4, 3, 2)
 PROBES = 32
 EVAL_IMAGES = 1000
 
@@ -49,8 +50,9 @@ def hutchinson_traces(model: torch.nn.Module, names: list[str], x: torch.Tensor,
     return dict(zip(names, traces / probes))
 
 
-def hawq_plan(t, budgets: Budgets, *, samples: int = 512) -> dict[str, int] | None:
-    """HAWQ-V3's allocation on the tables: min sum_l Tr(H_l)/n_l ||Q_b(W_l) - W_l||^2 within the size budget."""
+def hawq_plan(t, budgets: Budgets, *, samples: int = 512) -> dict[str, Option] | None:
+    """HAWQ-V3's allocation: min sum_l Tr(H_l)/n_l ||Q_b(W_l) - W_l||^2 within the size budget; a plan of options
+    (not indices into the grid: 3 and 2 bits are not in it)."""
     work, names = t.work, t.names
     x, y = next(iter(work.data.train.batches(samples)))
     traces = hutchinson_traces(work.model, names, x, y)
@@ -59,14 +61,12 @@ def hawq_plan(t, budgets: Budgets, *, samples: int = 512) -> dict[str, int] | No
         module = work.model.get_submodule(name)
         for bits in HAWQ_BITS:
             option = Option(bits=bits)
-            if option not in t.options[name]:
-                continue
-            index = t.options[name].index(option)
-            quantized = plain_layer(compress(module, option)).weight.detach()
+            compressed = compress(module, option)
+            quantized = plain_layer(compressed).weight.detach()
             error = float((quantized.reshape(module.weight.shape) - module.weight.detach()).square().sum())
-            rows.append((name, index))
+            rows.append((name, option))
             sensitivity.append(traces[name] / module.weight.numel() * error)
-            size.append(float(t.costs.column(name, "weight_bytes")[index]))
+            size.append(float(layer_nbytes(compressed)))
     n = len(rows)
     one_per_layer = np.array([[1.0 if rows[j][0] == name else 0.0 for j in range(n)] for name in names])
     room = budgets.size_bytes - t.costs.fixed_bytes
@@ -74,8 +74,12 @@ def hawq_plan(t, budgets: Budgets, *, samples: int = 512) -> dict[str, int] | No
                   constraints=[LinearConstraint(one_per_layer, 1, 1), LinearConstraint(np.asarray(size)[None], 0, room)])
     if not result.success:
         return None
-    chosen = {rows[j][0]: rows[j][1] for j in np.flatnonzero(result.x > 0.5)}
-    return chosen if t.costs.totals(chosen)["size_bytes"] <= budgets.size_bytes else None
+    return {rows[j][0]: rows[j][1] for j in np.flatnonzero(result.x > 0.5)}
+
+
+def plan_bytes(t, plan: dict[str, Option]) -> int:
+    """The file size of a plan: the fixed bytes and each layer's, measured on the compressed layer."""
+    return t.costs.fixed_bytes + sum(layer_nbytes(compress(t.work.model.get_submodule(n), o)) for n, o in plan.items())
 
 
 @torch.no_grad()

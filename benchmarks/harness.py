@@ -53,12 +53,13 @@ def correct_on(model: torch.nn.Module, split) -> np.ndarray:
     return torch.cat([model(x).argmax(1) == y for x, y in split.batches(512)]).numpy()
 
 
-def confirm(t, choice: dict[str, int], seeds=SEEDS, **changes) -> Outcome:
-    """The plan `choice` (indices into t.options) compressed, fine-tuned per seed, and tested image by image."""
+def confirm(t, choice: dict, seeds=SEEDS, **changes) -> Outcome:
+    """The plan `choice` (indices into t.options, or options) compressed, fine-tuned per seed, and tested image by
+    image."""
     work, runs = t.work, []
+    plan = {n: c if not isinstance(c, int) else t.options[n][c] for n, c in choice.items()}
     for seed in seeds:
-        result = retrain(work.model, t.plan(choice), work.data, recipe(work, seed, **changes),
-                         calibration=t.calibration)
+        result = retrain(work.model, plan, work.data, recipe(work, seed, **changes), calibration=t.calibration)
         runs.append((result, correct_on(result.model, work.data.test)))
     return Outcome(np.stack([c for _, c in runs]), [r.val_accuracy for r, _ in runs],
                    float(np.mean([r.accuracy_before for r, _ in runs])))

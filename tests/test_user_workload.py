@@ -153,7 +153,7 @@ def test_a_model_that_does_not_fit_the_data_is_named(tmp_path, files):
 
 @pytest.mark.parametrize("args, words", [
     (["--model", "net.py:build"], "needs --data"),
-    (["--data", "mydata.py:load"], "--data goes with your own --model"),
+    (["--data", "mydata.py:load"], "--data mydata.py:load goes with your own --model"),
     (["--input", "3x4"], "--input, --eval and --loss go with your own --model and --data"),
     (["--model", "net.py:build", "--data", "mydata.py:load", "--input", "3by4"], "--input '3by4' is not a shape"),
     (["--model", "net.py:build", "--data", "nowhere.py:load"], "nowhere.py does not exist"),

@@ -52,8 +52,9 @@ def test_the_reported_accuracy_is_measured_not_read_from_the_cache(model_cache, 
 
 
 def test_unknown_model_lists_the_choices(tmp_path):
-    with pytest.raises(ModelError, match="choose one of lenet300_100_digits, lenet5_caffe_digits, lenet5_digits, "
-                                         "resnet18_digits, vgg_small_digits"):
+    with pytest.raises(ModelError, match="choose one of lenet300_100_digits, lenet300_100_fashion, lenet5_caffe_digits, "
+                                         "lenet5_digits, lenet5_fashion, mobilenet_fashion, resnet18_digits, "
+                                         "resnet_fashion, vgg_small_digits"):
         load_workload("vgg99", cache_dir=tmp_path)
 
 
