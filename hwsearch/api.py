@@ -94,7 +94,8 @@ def search(model: nn.Module | str = "resnet18_digits", data: Sequence | str | No
            calibration: int = 256, grid: str = "default", structured: bool = False, classifier: str | None = None,
            seed: int = 0, results: str | Path | None = None, run_id: str | None = None,
            cache_dir: str | Path | None = None, storage: str | None = None, heartbeat: int = 10,
-           data_dir: str | Path | None = None, progress: bool | Any = True) -> SearchResult:
+           data_dir: str | Path | None = None, device: str = "auto", finetune_steps: int | None = None,
+           progress: bool | Any = True) -> SearchResult:
     """Find the per-layer compression that keeps the most accuracy within the budgets, confirm it by
     retraining, export it; returns the finished run.
 
@@ -114,7 +115,8 @@ def search(model: nn.Module | str = "resnet18_digits", data: Sequence | str | No
                                finetune_epochs=finetune_epochs, calibration_size=calibration, grid=grid,
                                structured=structured, classifier=classifier, seed=seed, run_id=run_id,
                                cache_dir=None if cache_dir is None else str(cache_dir), storage=storage,
-                               heartbeat_s=heartbeat, data_dir=None if data_dir is None else str(data_dir))
+                               heartbeat_s=heartbeat, data_dir=None if data_dir is None else str(data_dir),
+                               device=device, finetune_steps=finetune_steps)
     temporary = tempfile.TemporaryDirectory(prefix="hwsearch-") if results is None else None
     result = run(replace(config, results_dir=temporary.name if temporary else str(results)), workload=workload,
                  progress=progress)

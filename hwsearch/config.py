@@ -48,13 +48,17 @@ class RunConfig:
     storage: str | None = None      # Optuna storage URL; None: study.journal in the run folder
     heartbeat_s: int = 10           # database storages: a trial silent for 3 beats is failed and retried
     data_dir: str | None = None     # where a built-in data set's files are; None: $HWSEARCH_DATA, Debian's, the cache
+    device: str = "auto"            # proxy table, sensitivities, training, evaluation: auto (a GPU if torch sees one),
+                                    # cpu, cuda or cuda:N
+    finetune_steps: int | None = None   # bound each candidate's fine-tuning to this many steps (None: every epoch)
 
 
 # How each checked field is spelled on the command line; `check` names fields this way, or by
 # their YAML key (`nightly.yaml`) with yaml=True.
 FLAGS = {"trials": "--trials", "top_k": "--top-k", "finetune_epochs": "--finetune-epochs",
          "calibration_size": "--calibration", "max_accuracy_drop": "--max-accuracy-drop", "model": "--model",
-         "data": "--data", "input": "--input", "eval": "--eval", "loss": "--loss", "data_dir": "--data-dir"}
+         "data": "--data", "input": "--input", "eval": "--eval", "loss": "--loss", "data_dir": "--data-dir",
+         "device": "--device", "finetune_steps": "--finetune-steps"}
 YAML_KEYS = {"calibration_size": "calibration"}
 ARGUMENTS = {"calibration_size": "calibration", "input": "input_shape"}    # hwsearch.search's names
 
@@ -105,12 +109,18 @@ def check(config: RunConfig, *, yaml: bool = False, api: bool = False) -> None:
                             "every image is converted and resized to")
     if kind == "imagefolder" and not config.data.removeprefix(IMAGE_FOLDER):
         raise HwsearchError(f"{name('data')} {IMAGE_FOLDER} names no folder: give {IMAGE_FOLDER}PATH")
+    if not DEVICE.fullmatch(config.device):
+        raise HwsearchError(f"{name('device')} {config.device!r} is not a device: auto, cpu, cuda or cuda:N (e.g. cuda:1)")
+    if config.finetune_steps is not None and (isinstance(config.finetune_steps, bool)
+                                              or not isinstance(config.finetune_steps, int) or config.finetune_steps < 1):
+        raise HwsearchError(f"{name('finetune_steps')} must be a whole number of at least 1, got {config.finetune_steps!r}")
     Budgets.parse(size=config.budget, latency=config.latency, energy=config.energy)
     if config.input:
         parse_input(config.input)
 
 
 MAX_ID = 120            # characters: the folder name (plus ".partial" and temporary names) stays far below 255 bytes
+DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
 RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", re.ASCII)
 
 
@@ -147,3 +157,25 @@ def data_kind(data: str | None) -> str | None:
     if data.startswith(IMAGE_FOLDER):
         return "imagefolder"
     return "object" if data.startswith(IN_MEMORY) else "function"
+
+
+def resolve_device(spec: str) -> str:
+    """The torch device of `--device`: auto is the first GPU torch sees, else the CPU. A GPU asked for where torch
+    sees none (or not that many) is one HwsearchError saying so."""
+    import torch
+
+    from hwsearch.errors import HwsearchError
+
+    if spec == "auto":
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+    if spec == "cpu":
+        return "cpu"
+    if not torch.cuda.is_available():
+        build = "a CPU build of torch" if torch.version.cuda is None else "no CUDA device visible"
+        raise HwsearchError(f"--device {spec}: this machine has no GPU torch can use ({build}, torch "
+                            f"{torch.__version__}); use --device cpu, or auto to use a GPU where there is one")
+    index = int(spec.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise HwsearchError(f"--device {spec}: torch sees {torch.cuda.device_count()} GPU(s), cuda:0 to "
+                            f"cuda:{torch.cuda.device_count() - 1}")
+    return f"cuda:{index}"

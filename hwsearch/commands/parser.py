@@ -113,6 +113,11 @@ def run_arguments(p: Parser, **defaults) -> None:
     p.add_argument("--top-k", type=int, default=d.top_k, help=f"candidates confirmed by retraining (default {d.top_k})")
     p.add_argument("--finetune-epochs", type=int, default=d.finetune_epochs, help=f"epochs per retrained candidate (default {d.finetune_epochs})")
     p.add_argument("--calibration", type=int, default=d.calibration_size, help=f"images feeding the proxy (default {d.calibration_size})")
+    p.add_argument("--finetune-steps", type=int, default=None,
+                   help="bound each candidate's fine-tuning to this many optimizer steps (default: every epoch)")
+    p.add_argument("--device", default=d.device,
+                   help="where the proxy table, fine-tuning and evaluation run: auto (a GPU where torch sees one, "
+                        "else the CPU; default), cpu, cuda or cuda:N; mixed precision on a GPU")
     p.add_argument("--grid", choices=["classic", "default", "full"], default=d.grid,
                    help="per-layer options searched: classic (rank x sparsity x uniform bits), default (plus codebooks, "
                         "data-aware SVD, Tucker-2, spatial separation), full (plus low rank plus sparse and more; "
@@ -146,6 +151,7 @@ def run_config(args) -> RunConfig:
                        grid=args.grid, structured=args.structured, classifier=args.classifier,
                        seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id,
                        storage=getattr(args, "storage", None),
-                       heartbeat_s=getattr(args, "heartbeat", RunConfig.heartbeat_s), data_dir=args.data_dir)
+                       heartbeat_s=getattr(args, "heartbeat", RunConfig.heartbeat_s), data_dir=args.data_dir,
+                       device=args.device, finetune_steps=args.finetune_steps)
     check(config)
     return config

@@ -42,6 +42,13 @@ class CompressedLayer(nn.Module):
         return self.geometry.weight_shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda and torch.is_autocast_enabled("cuda"):
+            # mixed precision leaves this layer alone: its codes, masks and factors compute in float32, as exported
+            with torch.autocast("cuda", enabled=False):
+                return self._forward(x.float())
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = [factor() for factor in self.factors]
         out = None
         for i, chain in enumerate(self.structure):

@@ -14,7 +14,8 @@
 
 Entry keys are the search's flags, with the same defaults: name, model, data, input, eval,
 loss, target, budget, latency, energy, objectives, sampler, max_accuracy_drop, proxy, grid,
-structured, classifier, trials, top_k, finetune_epochs, calibration, seed, data_dir. The whole file
+structured, classifier, trials, top_k, finetune_epochs, calibration, seed, data_dir, device,
+finetune_steps. The whole file
 is checked before anything runs (every problem in one NightlyError naming the entry).
 """
 from __future__ import annotations
@@ -67,6 +68,8 @@ class _Settings(BaseModel, extra="forbid"):
     calibration: int | None = None
     seed: int | None = None
     data_dir: str | None = None
+    device: str | None = None
+    finetune_steps: int | None = None
 
 
 class _Entry(_Settings):

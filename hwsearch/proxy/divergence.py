@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from hwsearch.compression import Fitter, Option, apply_, capture_inputs, compress
 from hwsearch.graph import Layer
+from hwsearch.workloads import on_device
 
 
 def output_divergence(reference: torch.Tensor, output: torch.Tensor) -> float:
@@ -40,20 +41,26 @@ def output_divergence(reference: torch.Tensor, output: torch.Tensor) -> float:
 
 @torch.no_grad()
 def layer_sensitivity(model: nn.Module, layers: list[Layer], calibration: torch.Tensor, *,
-                      relative_error: float = 0.1, repeats: int = 2, seed: int = 0, progress=None) -> dict[str, float]:
+                      relative_error: float = 0.1, repeats: int = 2, seed: int = 0, progress=None,
+                      device: str = "cpu") -> dict[str, float]:
     """Output divergence per unit of squared relative error at each layer's output.
 
     Gaussian noise scaled to `relative_error` x ||y|| is added to one layer's output at a
-    time; s_l = divergence / relative_error^2, averaged over `repeats` draws.
+    time; s_l = divergence / relative_error^2, averaged over `repeats` draws (drawn on the CPU
+    from the seed, so that a GPU run adds the same noise).
     """
-    model.eval()
+    with on_device(model, device):
+        return _sensitivity(model.eval(), layers, calibration.to(device), relative_error, repeats, seed, progress)
+
+
+def _sensitivity(model, layers, calibration, relative_error, repeats, seed, progress) -> dict[str, float]:
     reference = model(calibration)
     generator = torch.Generator().manual_seed(seed)
     task = progress.add_task("layer sensitivities", total=len(layers)) if progress else None
     out = {}
     for layer in layers:
         def hook(module, args, y):
-            noise = torch.randn(y.shape, generator=generator, dtype=y.dtype)
+            noise = torch.randn(y.shape, generator=generator, dtype=y.dtype).to(y.device)
             return y + noise * (relative_error * y.norm() / noise.norm().clamp_min(1e-24))
         handle = model.get_submodule(layer.name).register_forward_hook(hook)
         try:

@@ -31,6 +31,7 @@ from hwsearch.atomic_write import atomic_write
 from hwsearch.compression import Fitter, Option, capture_inputs, compress, layer_nbytes
 from hwsearch.graph import Layer
 from hwsearch.proxy.divergence import layer_sensitivity
+from hwsearch.workloads import on_device
 
 PROXY_VERSION = 2   # bump when the error definition changes, so old cache entries are not reused
 COMBINE = ("weighted", "sum")
@@ -75,29 +76,37 @@ class ProxyTable:
 
 @torch.no_grad()
 def build_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
-                      calibration: torch.Tensor, progress=None) -> ProxyTable:
+                      calibration: torch.Tensor, progress=None, device: str = "cpu") -> ProxyTable:
     """Relative feature-map reconstruction error and exact bytes of every option of every layer,
-    and each layer's sensitivity."""
-    inputs = capture_inputs(model, [layer.name for layer in layers], calibration)
+    and each layer's sensitivity.
+
+    On a GPU (`device`) the layers' inputs are captured and every compressed layer runs there;
+    the fits and the byte counts (the file's encoder) stay on the CPU.
+    """
+    with on_device(model, device):
+        inputs = capture_inputs(model, [layer.name for layer in layers], calibration.to(device))
     task = progress.add_task("proxy table", total=sum(len(options[l.name]) for l in layers)) if progress else None
     errors, sizes = {}, {}
     for layer in layers:
         module = model.get_submodule(layer.name)
-        x = inputs[layer.name]
-        y = module(x)
+        x = inputs.pop(layer.name)                        # each layer's inputs are let go once it is done
+        with on_device(module, device):
+            y = module(x)
         norm = y.norm().clamp_min(1e-12)
-        fitter = Fitter(module, x)          # decompositions shared by the layer's options
+        fitter = Fitter(module, x.cpu())    # decompositions shared by the layer's options
         row, size = [], []
         for option in options[layer.name]:
             compressed = compress(module, option, fitter=fitter)
-            row.append(((y - compressed(x)).norm() / norm).item())
             size.append(layer_nbytes(compressed))
+            with on_device(compressed, device):
+                row.append(((y - compressed(x)).norm() / norm).item())
             if progress:
                 progress.advance(task)
         errors[layer.name], sizes[layer.name] = np.asarray(row), np.asarray(size, dtype=np.int64)
     if progress:
         progress.remove_task(task)
-    return ProxyTable(options, errors, sizes, layer_sensitivity(model, layers, calibration, progress=progress))
+    return ProxyTable(options, errors, sizes, layer_sensitivity(model, layers, calibration, progress=progress,
+                                                                device=device))
 
 
 _SENSITIVITY = "__sensitivity__"    # the cache file's entry for the layers' sensitivities, in layer order
@@ -106,7 +115,7 @@ _DIGEST = "__sha256__"              # the cache file's entry for the digest of i
 
 def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
                        calibration: torch.Tensor, cache_dir: Path, progress=None,
-                       warn: Callable[[str], None] | None = None) -> tuple[ProxyTable, bool]:
+                       warn: Callable[[str], None] | None = None, device: str = "cpu") -> tuple[ProxyTable, bool]:
     """`build_proxy_table` through a disk cache; returns the table and whether it came from the cache.
 
     The file name carries a hash of what the table is computed from (weights, calibration
@@ -132,7 +141,7 @@ def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str,
             return table, True
         if warn:
             warn(f"proxy cache {path} {problem}: recomputing it")
-    table = build_proxy_table(model, layers, options, calibration, progress)
+    table = build_proxy_table(model, layers, options, calibration, progress, device)
     arrays = {**table.errors, **{f"bytes:{name}": size for name, size in table.sizes.items()},
               _SENSITIVITY: np.array([table.sensitivity[n] for n in names])}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from cost_models import Target
 from cost_models.target import parse_target, read_target
 from hwsearch import storage as storages
 from hwsearch.budget import Budgets
-from hwsearch.config import IMAGE_FOLDER, IN_MEMORY, MAX_ID, RunConfig, check_run_id
+from hwsearch.config import IMAGE_FOLDER, IN_MEMORY, MAX_ID, RunConfig, check_run_id, resolve_device
 from hwsearch.errors import RunError, RunKept
 from hwsearch.runs.folder import RECORD, RunFolder, interrupted_runs
 from hwsearch.runs.prepared import Prepared
@@ -49,6 +49,7 @@ def run(config: RunConfig, progress=None, *, prepared: Prepared | None = None,
     objects (`hwsearch.search`), which `config.model` and `config.data` only name.
     """
     search = search_config(config)                 # bad input fails here, before any work
+    resolve_device(config.device)
     if target is None:
         target, target_text = read_target(config.target)
     elif target_text is None:

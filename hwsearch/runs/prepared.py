@@ -6,12 +6,12 @@ every run on the same model instead of rebuilding it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from hwsearch.compression import Option, layer_options, replace_classifier, with_transform
-from hwsearch.config import RunConfig
+from hwsearch.config import RunConfig, resolve_device
 from hwsearch.export import artifact
 from hwsearch.graph import Layer, LayerGraph
 from hwsearch.proxy import ProxyTable, cached_proxy_table
@@ -55,8 +55,13 @@ def prepare(config: RunConfig, progress=None, say=None, *, workload: Workload | 
     """
     say = say or say_to(progress)
     lap = Laps()
+    device = resolve_device(config.device)
+    if device != "cpu":
+        say(f"device: {device} ({torch.cuda.get_device_name(device)})")
     given = workload is not None
-    workload = workload or open_workload(config, progress, warn=say)
+    if given:
+        workload.data = replace(workload.data, device=device)
+    workload = workload or open_workload(config, progress, warn=say, device=device)
     data = workload.data
     say(f"model {config.model}: test {data.metric_name} {workload.test_accuracy:.2%} "
         f"({'trained now' if workload.trained_now else 'from cache' if config.data is None and not given else 'as given'})")
@@ -75,7 +80,7 @@ def prepare(config: RunConfig, progress=None, say=None, *, workload: Workload | 
     fixed = artifact.fixed_bytes(model, model_spec=workload.model_spec, layer_names=[l.name for l in layers])
     calibration = data.train.take(config.calibration_size)
     table, reused = cached_proxy_table(model, layers, options, calibration, usable_cache_dir(config.cache_dir),
-                                       progress, warn=say)
+                                       progress, warn=say, device=device)
     say(f"proxy table: {'from cache' if reused else 'computed'}")
     lap("tables_proxy")
     return Prepared(prepare_key(config), workload, graph, layers, options, fixed, table.combined(config.proxy),

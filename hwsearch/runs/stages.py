@@ -75,7 +75,8 @@ def retrain_stage(tables: Tables, config: RunConfig, top: list[Candidate], progr
     """Fine-tune each candidate (structure fixed); the one best on validation is chosen."""
     model, data, options = tables.workload.model, tables.workload.data, tables.options
     finetune = TrainConfig(epochs=config.finetune_epochs, max_lr=config.finetune_lr, seed=config.seed,
-                           max_shift=data.max_shift, schedule=config.finetune_schedule, distill=config.finetune_distill)
+                           max_shift=data.max_shift, schedule=config.finetune_schedule, distill=config.finetune_distill,
+                           max_steps=config.finetune_steps)
     runs, divergence, scorer = [], {}, PlanScorer(model, tables.calibration)
     metric = "accuracy" if data.metric_name == "top-1 accuracy" else data.metric_name
     for rank, cand in enumerate(top, start=1):

@@ -12,7 +12,7 @@ shared by pre-training and retraining, `cache` the checked cache of trained weig
 `models` the architectures defined in the project.
 """
 from hwsearch.workloads.cache import default_cache_dir, usable_cache_dir
-from hwsearch.workloads.data import AnySplit, Data, DatasetSplit, LoaderSplit, Split, top1
+from hwsearch.workloads.data import AnySplit, Data, DatasetSplit, LoaderSplit, Split, on_device, top1
 from hwsearch.workloads.builtin import RECIPES, dataset_of, load_data, load_workload
 from hwsearch.workloads.digits import load_digits_split
 from hwsearch.workloads.fashion_mnist import load_fashion_mnist
@@ -25,5 +25,5 @@ from hwsearch.workloads.workload import Workload
 
 __all__ = ["RECIPES", "AnySplit", "Data", "DatasetSplit", "LoaderSplit", "Split", "TrainConfig", "Workload", "accuracy",
            "build_model", "dataset_of", "default_cache_dir", "load_data", "load_digits_split", "load_fashion_mnist",
-           "load_image_folder", "load_user_model", "load_user_workload", "load_workload", "model_names", "open_data",
+           "load_image_folder", "load_user_model", "load_user_workload", "load_workload", "model_names", "on_device", "open_data",
            "open_workload", "resolve_model", "top1", "train", "usable_cache_dir", "user_model_on", "user_workload"]

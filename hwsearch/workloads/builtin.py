@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -61,7 +61,8 @@ def load_data(dataset: str, *, model_name: str | None = None, seed: int = 0, dat
 
 
 def load_workload(model_name: str, *, cache_dir: Path | None = None, data_seed: int = 0, progress=None,
-                  warn: Callable[[str], None] | None = None, data_dir: str | None = None) -> Workload:
+                  warn: Callable[[str], None] | None = None, data_dir: str | None = None,
+                  device: str = "cpu") -> Workload:
     """The trained built-in model and its data split; trains and caches it on first use.
 
     A cache entry is trusted only if it holds the key it was trained for and its weights
@@ -72,11 +73,13 @@ def load_workload(model_name: str, *, cache_dir: Path | None = None, data_seed: 
     if model_name not in RECIPES:
         raise ModelError(f"unknown model {model_name!r}: choose one of {', '.join(sorted(RECIPES))}")
     recipe, dataset = RECIPES[model_name], dataset_of(model_name)
-    data = load_data(dataset, model_name=model_name, seed=data_seed, data_dir=data_dir, progress=progress)
+    data = replace(load_data(dataset, model_name=model_name, seed=data_seed, data_dir=data_dir, progress=progress),
+                   device=device)
     spec = {"name": model_name, "kwargs": {}}
     # fields added to TrainConfig later count only away from their defaults: older cached models stay valid
     recipe_key = {k: v for k, v in asdict(recipe).items()
-                  if k not in ("distill", "temperature", "schedule") and not (k == "channels_last" and not v)}
+                  if k not in ("distill", "temperature", "schedule") and not (k in ("channels_last", "max_steps")
+                                                                              and not v)}
     fields = {"v": CACHE_VERSION, "spec": spec, "recipe": recipe_key, "data_seed": data_seed,
               "torch": torch.__version__.split("+")[0]}
     if dataset != "digits":           # digits keys stay as they were: their cached models stay valid

@@ -7,6 +7,7 @@ which. The built-in data sets are modules of their own (`digits`).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -142,13 +143,16 @@ class Data:
     metric_name: str = field(default="top-1 accuracy")
     flip: bool = False
     source: dict | None = None
+    device: str = "cpu"               # where training and top-1 evaluation run ("cuda:0": a GPU)
 
     def evaluate(self, model: nn.Module, split: AnySplit) -> float:
-        """The metric of `model` (in eval mode, no gradients) on one split."""
+        """The metric of `model` (in eval mode, no gradients) on one split. Top-1 accuracy runs on `device` (the
+        model goes there and comes back); a user's metric gets the model where it is, on the CPU."""
         model.eval()
         with torch.no_grad():
             if self.metric is None:
-                return top1(model, split)
+                with on_device(model, self.device):
+                    return top1(model, split)
             value = self.metric(model, split.source)
         try:
             return float(value)
@@ -161,9 +165,27 @@ class Data:
 
 
 def top1(model: nn.Module, split: AnySplit, batch_size: int = 512) -> float:
-    """Top-1 accuracy in [0, 1]."""
+    """Top-1 accuracy in [0, 1], on the device the model is on (mixed precision on a GPU)."""
+    device = next(model.parameters(), torch.empty(0)).device
     correct = total = 0
     for x, y in split.batches(batch_size):
-        correct += (model(x).argmax(1) == y).sum().item()
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            correct += (model(x).argmax(1) == y).sum().item()
         total += len(y)
     return correct / max(total, 1)
+
+
+@contextmanager
+def on_device(model: nn.Module, device: str | torch.device):
+    """`model` on `device` for the block, back where it was after it (nothing moves on the CPU)."""
+    home = next(model.parameters(), torch.empty(0)).device
+    target = torch.device(device)
+    if target == home:
+        yield model
+        return
+    model.to(target)
+    try:
+        yield model
+    finally:
+        model.to(home)

@@ -11,6 +11,7 @@ function returning a `Data` or a `Workload`, and a line here.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable
 
 from hwsearch.config import IMAGE_FOLDER, RunConfig, data_kind, parse_input
@@ -22,8 +23,16 @@ from hwsearch.workloads.user import load_user_workload, user_model_on
 from hwsearch.workloads.workload import Workload
 
 
-def open_workload(config: RunConfig, progress=None, warn: Callable[[str], None] | None = None) -> Workload:
-    """The built-in model trained on its data (cached), or the user's own model on its data, checked."""
+def open_workload(config: RunConfig, progress=None, warn: Callable[[str], None] | None = None,
+                  device: str = "cpu") -> Workload:
+    """The built-in model trained on its data (cached), or the user's own model on its data, checked; its data
+    set to train and evaluate on `device`."""
+    workload = _open(config, progress, warn, device)
+    workload.data = replace(workload.data, device=device)
+    return workload
+
+
+def _open(config: RunConfig, progress, warn, device: str) -> Workload:
     kind = data_kind(config.data)
     if ":" not in config.model:
         if kind == "builtin" and config.model in RECIPES and config.data != dataset_of(config.model):
@@ -31,7 +40,7 @@ def open_workload(config: RunConfig, progress=None, warn: Callable[[str], None] 
             raise DataError(f"--model {config.model} is trained on {dataset_of(config.model)}, not on --data "
                             f"{config.data}: give a model made for it ({', '.join(made_for)}) or your own")
         return load_workload(config.model, cache_dir=config.cache_dir, progress=progress, warn=warn,
-                             data_dir=config.data_dir)
+                             data_dir=config.data_dir, device=device)
     shape = parse_input(config.input) if config.input else None
     if kind == "function":
         return load_user_workload(config.model, config.data, input_shape=shape, eval_spec=config.eval,
