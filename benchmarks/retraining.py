@@ -1,6 +1,6 @@
 """Which fine-tuning recipe recovers the most accuracy at tight budgets, in the time the default run has?
 
-    python benchmarks/retraining.py          # writes results/benchmarks/retraining.{json,md}
+    python benchmarks/retraining.py [--models lenet300_100_fashion]   # writes results/benchmarks/retraining.{json,md}
 
 The exact optimum (weighted proxy) of lenet5_fashion and lenet300_100_fashion at budgets where
 the compressed model loses accuracy before fine-tuning is fine-tuned with each recipe, two seeds
@@ -11,6 +11,7 @@ seconds per candidate. The default is the recipe with the best mean validation a
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from dataclasses import asdict, replace
@@ -41,10 +42,13 @@ RECIPES = {
 SEEDS = (0, 1)
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(BUDGETS), help="comma-separated, of " + ", ".join(BUDGETS))
+    models = parser.parse_args(argv).models.split(",")
     rows = []
     with Progress() as progress:
-        for model_name, budgets in BUDGETS.items():
+        for model_name, budgets in ((m, BUDGETS[m]) for m in models):
             t = tables(model_name, progress=progress)
             plans = []
             for budget in budgets:
@@ -68,7 +72,7 @@ def main() -> None:
     for label, recipe in RECIPES.items():
         entry = {"recipe": label, "config": {k: v for k, v in asdict(recipe).items() if k in
                                              ("epochs", "max_lr", "schedule", "distill", "temperature")}}
-        for model_name in BUDGETS:
+        for model_name in models:
             mine = [r for r in rows if r["recipe"] == label and r["model"] == model_name]
             entry[model_name] = {"val_accuracy": sum(r["val_after"] for r in mine) / len(mine),
                                  "test_accuracy": sum(r["test_accuracy"] for r in mine) / len(mine),
@@ -76,9 +80,9 @@ def main() -> None:
         summary.append(entry)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "retraining.json").write_text(json.dumps({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                                     "budgets": BUDGETS, "seeds": SEEDS, "summary": summary,
+                                                     "budgets": {m: BUDGETS[m] for m in models}, "seeds": SEEDS, "summary": summary,
                                                      "rows": rows}, indent=1) + "\n")
-    names = list(BUDGETS)
+    names = models
     lines = ["# Fine-tuning recipes at tight budgets", "",
              "Exact optimum of the weighted proxy at " + "; ".join(
                  f"{n}: {', '.join(f'{b:,}' for b in BUDGETS[n])} B" for n in names)

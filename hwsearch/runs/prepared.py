@@ -64,7 +64,7 @@ def prepare(config: RunConfig, progress=None, say=None, *, workload: Workload | 
     workload = workload or open_workload(config, progress, warn=say, device=device)
     data = workload.data
     say(f"model {config.model}: test {data.metric_name} {workload.test_accuracy:.2%} "
-        f"({'trained now' if workload.trained_now else 'from cache' if config.data is None and not given else 'as given'})")
+        f"({'trained now' if workload.trained_now else 'from cache' if ':' not in config.model and not given else 'as given'})")
     lap("workload")
     replaced = None
     if config.classifier:             # a whole-model option, chosen before the per-layer search
