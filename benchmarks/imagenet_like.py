@@ -41,3 +41,8 @@ def load():
     return tuple(DataLoader(Noise(n, seed), batch_size=32, shuffle=name == "train",
                             generator=torch.Generator().manual_seed(0) if name == "train" else None)
                  for seed, (name, n) in enumerate(SIZES.items()))
+
+
+def resnet18():
+    torch.manual_seed(0)
+    return build_model("resnet18").eval()
