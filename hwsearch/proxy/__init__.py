@@ -7,9 +7,12 @@
 (and its exact bytes) and caches the table on disk; `divergence` measures how far the
 model's outputs move: each layer's sensitivity, which weights the errors into the default
 score, and the end-to-end divergence of whole plans reported for retrained candidates.
+`streaming` builds the table of a model whose layers' inputs would not fit in memory (ImageNet
+size): layer groups, calibration batches, errors at sampled positions, Fisher sensitivities.
 """
-from hwsearch.proxy.divergence import PlanScorer, end_to_end, layer_sensitivity, output_divergence
+from hwsearch.proxy.divergence import PlanScorer, end_to_end, fisher_sensitivity, layer_sensitivity, output_divergence
+from hwsearch.proxy import streaming
 from hwsearch.proxy.table import COMBINE, ProxyTable, build_proxy_table, cached_proxy_table
 
 __all__ = ["COMBINE", "PlanScorer", "ProxyTable", "build_proxy_table", "cached_proxy_table", "end_to_end",
-           "layer_sensitivity", "output_divergence"]
+           "fisher_sensitivity", "layer_sensitivity", "output_divergence", "streaming"]

@@ -75,6 +75,57 @@ def _sensitivity(model, layers, calibration, relative_error, repeats, seed, prog
     return out
 
 
+def fisher_sensitivity(model: nn.Module, layers: list[Layer], calibration: torch.Tensor, *, draws: int = 2,
+                       batch: int = 8, seed: int = 0, device: str = "cpu") -> dict[str, float]:
+    """`layer_sensitivity`'s quantity in its second-order form, for every layer from a few backward passes.
+
+    A random error of relative size e on a layer's output y moves the output divergence by
+    e^2 * s on average, with s = 1/2 * mean(y^2) * tr(F) / N: F the Fisher information of the
+    model's predictions with respect to y (for class scores; the Gauss-Newton matrix of the
+    squared relative error otherwise), N the images. tr(F) is estimated from gradients of the
+    log-likelihood of labels drawn from the model's own predictions (Hutchinson vectors for
+    other outputs), `draws` per image, in batches: all layers' gradients come from one backward
+    pass, where `layer_sensitivity` runs the model twice per layer.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    names = [layer.name for layer in layers]
+    squares, counts, traces = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0), dict.fromkeys(names, 0.0)
+    output_square = 0.0               # the sum of squared outputs, which divides a squared relative error
+    with on_device(model, device):
+        model.eval()
+        outputs: dict[str, torch.Tensor] = {}
+        hooks = [model.get_submodule(name).register_forward_hook(
+            lambda module, args, y, name=name: outputs.__setitem__(name, y)) for name in names]
+        try:
+            for images in calibration.split(batch):
+                x = images.to(device).requires_grad_(True)
+                with torch.enable_grad():
+                    out = model(x)
+                    held = [outputs[name] for name in names]
+                    output_square += float(out.detach().double().square().sum())
+                    for name, y in zip(names, held):
+                        squares[name] += float(y.detach().double().square().sum())
+                        counts[name] += y.numel()
+                    for draw in range(draws):
+                        if out.dim() == 2:
+                            probs = F.softmax(out.detach().double(), dim=1).cpu()
+                            labels = torch.multinomial(probs, 1, generator=generator).squeeze(1).to(out.device)
+                            objective = F.log_softmax(out, dim=1).gather(1, labels[:, None]).sum()
+                        else:
+                            v = torch.randn(out.shape, generator=generator).to(out.device, out.dtype)
+                            objective = (out * v).sum()
+                        grads = torch.autograd.grad(objective, held, retain_graph=draw < draws - 1)
+                        for name, g in zip(names, grads):
+                            traces[name] += float(g.double().square().sum()) / draws
+        finally:
+            for handle in hooks:
+                handle.remove()
+    # KL's second-order term is half the Fisher form, averaged over images; a squared relative error is
+    # the Gauss-Newton form over the whole batch, divided by its squared outputs
+    per = 2 * len(calibration) if out.dim() == 2 else output_square
+    return {name: squares[name] / counts[name] * traces[name] / per for name in names}
+
+
 @torch.no_grad()
 def end_to_end(model: nn.Module, compressed: nn.Module, calibration: torch.Tensor) -> float:
     """Output divergence of a whole compressed model from the original on calibration inputs."""

@@ -30,7 +30,9 @@ from torch import nn
 from hwsearch.atomic_write import atomic_write
 from hwsearch.compression import Fitter, Option, capture_inputs, compress, layer_nbytes
 from hwsearch.graph import Layer
-from hwsearch.proxy.divergence import layer_sensitivity
+from hwsearch.proxy.divergence import fisher_sensitivity, layer_sensitivity
+from hwsearch.proxy.streaming import (CAPTURE_LIMIT, FIT_IMAGES, POSITIONS, SENSITIVITY_IMAGES, capture_bytes,
+                                      streamed_rows)
 from hwsearch.workloads import on_device
 
 PROXY_VERSION = 2   # bump when the error definition changes, so old cache entries are not reused
@@ -74,15 +76,28 @@ class ProxyTable:
         return self
 
 
+def streams(model: nn.Module, layers: list[Layer], calibration: torch.Tensor) -> bool:
+    """Whether the table of `model` is built in bounded memory (`streaming`): its layers' inputs over
+    the calibration set would take more than `CAPTURE_LIMIT` bytes."""
+    return capture_bytes(model, [layer.name for layer in layers], calibration) > CAPTURE_LIMIT
+
+
 @torch.no_grad()
 def build_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
-                      calibration: torch.Tensor, progress=None, device: str = "cpu") -> ProxyTable:
+                      calibration: torch.Tensor, progress=None, device: str = "cpu",
+                      streaming: bool | None = None) -> ProxyTable:
     """Relative feature-map reconstruction error and exact bytes of every option of every layer,
     and each layer's sensitivity.
 
     On a GPU (`device`) the layers' inputs are captured and every compressed layer runs there;
-    the fits and the byte counts (the file's encoder) stay on the CPU.
+    the fits and the byte counts (the file's encoder) stay on the CPU. `streaming` (by default,
+    when `streams` says so) keeps about one layer's inputs at a time and measures the errors at
+    sampled positions (`hwsearch.proxy.streaming`).
     """
+    if streaming is None:
+        streaming = streams(model, layers, calibration)
+    if streaming:
+        return _streamed_table(model, layers, options, calibration, progress, device)
     with on_device(model, device):
         inputs = capture_inputs(model, [layer.name for layer in layers], calibration.to(device))
     task = progress.add_task("proxy table", total=sum(len(options[l.name]) for l in layers)) if progress else None
@@ -109,6 +124,18 @@ def build_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, 
                                                                 device=device))
 
 
+def _streamed_table(model, layers, options, calibration, progress, device) -> ProxyTable:
+    task = progress.add_task("proxy table (streamed)", total=sum(len(options[l.name]) for l in layers)) if progress else None
+    errors, sizes = {}, {}
+    with on_device(model, device):
+        for name, row, size in streamed_rows(model, layers, options, calibration, progress, task, device):
+            errors[name], sizes[name] = row, size
+    if progress:
+        progress.remove_task(task)
+    sensitivity = fisher_sensitivity(model, layers, calibration[:SENSITIVITY_IMAGES], device=device)
+    return ProxyTable(options, errors, sizes, sensitivity)
+
+
 _SENSITIVITY = "__sensitivity__"    # the cache file's entry for the layers' sensitivities, in layer order
 _DIGEST = "__sha256__"              # the cache file's entry for the digest of its key and every array
 
@@ -133,6 +160,10 @@ def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str,
     key.update(calibration.contiguous().numpy().tobytes())
     for layer in layers:
         key.update(("|".join([layer.name, *(o.label for o in options[layer.name])])).encode())
+    streaming = streams(model, layers, calibration)
+    if streaming:                    # estimates at sampled positions: another table than the exact one
+        key.update(f"streamed|{POSITIONS}|{FIT_IMAGES}|{SENSITIVITY_IMAGES}".encode())
+        key.update(Path(__file__).with_name("streaming.py").read_bytes())
     path = Path(cache_dir) / f"proxy-{key.hexdigest()[:16]}.npz"
     names = [layer.name for layer in layers]
     if path.is_file():
@@ -141,7 +172,7 @@ def cached_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str,
             return table, True
         if warn:
             warn(f"proxy cache {path} {problem}: recomputing it")
-    table = build_proxy_table(model, layers, options, calibration, progress, device)
+    table = build_proxy_table(model, layers, options, calibration, progress, device, streaming)
     arrays = {**table.errors, **{f"bytes:{name}": size for name, size in table.sizes.items()},
               _SENSITIVITY: np.array([table.sensitivity[n] for n in names])}
     path.parent.mkdir(parents=True, exist_ok=True)
