@@ -91,3 +91,15 @@ def test_fisher_sensitivities_agree_with_noise_injected_ones_on_a_softmax_layer(
     fisher = fisher_sensitivity(model, layers, x, draws=8)
     for name in noise:
         assert 0.7 < fisher[name] / noise[name] < 1.4, (name, fisher[name], noise[name])
+
+
+def test_a_run_whose_table_streams_refits_on_the_images_the_table_fitted_on(model_cache, tmp_path, monkeypatch):
+    from hwsearch.config import RunConfig
+    from hwsearch.proxy import table
+    from hwsearch.runs.prepared import prepare
+
+    config = RunConfig(model="lenet5_digits", budget="20KB", cache_dir=str(model_cache), results_dir=str(tmp_path))
+    assert len(prepare(config).calibration) == config.calibration_size              # the exact path keeps them all
+    monkeypatch.setattr(table, "CAPTURE_LIMIT", 1000)
+    streamed = prepare(config)
+    assert len(streamed.calibration) == streaming.FIT_IMAGES < config.calibration_size

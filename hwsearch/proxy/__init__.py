@@ -12,7 +12,7 @@ size): layer groups, calibration batches, errors at sampled positions, Fisher se
 """
 from hwsearch.proxy.divergence import PlanScorer, end_to_end, fisher_sensitivity, layer_sensitivity, output_divergence
 from hwsearch.proxy import streaming
-from hwsearch.proxy.table import COMBINE, ProxyTable, build_proxy_table, cached_proxy_table
+from hwsearch.proxy.table import COMBINE, ProxyTable, build_proxy_table, cached_proxy_table, streams
 
 __all__ = ["COMBINE", "PlanScorer", "ProxyTable", "build_proxy_table", "cached_proxy_table", "end_to_end",
-           "fisher_sensitivity", "layer_sensitivity", "output_divergence", "streaming"]
+           "fisher_sensitivity", "layer_sensitivity", "output_divergence", "streaming", "streams"]

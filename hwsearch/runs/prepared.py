@@ -14,7 +14,7 @@ from hwsearch.compression import Option, layer_options, replace_classifier, with
 from hwsearch.config import RunConfig, resolve_device
 from hwsearch.export import artifact
 from hwsearch.graph import Layer, LayerGraph
-from hwsearch.proxy import ProxyTable, cached_proxy_table
+from hwsearch.proxy import ProxyTable, cached_proxy_table, streaming, streams
 from hwsearch.runs.progress import Laps, say_to
 from hwsearch.workloads import TrainConfig, Workload, open_workload, train, usable_cache_dir
 
@@ -83,6 +83,10 @@ def prepare(config: RunConfig, progress=None, say=None, *, workload: Workload | 
                                        progress, warn=say, device=device)
     say(f"proxy table: {'from cache' if reused else 'computed'}")
     lap("tables_proxy")
+    if streams(model, layers, calibration):
+        # a streamed table fitted its options on the first images only: retraining and the end-to-end
+        # scores refit on those same images, so the run exports the fits it priced, in bounded memory
+        calibration = calibration[:streaming.FIT_IMAGES]
     return Prepared(prepare_key(config), workload, graph, layers, options, fixed, table.combined(config.proxy),
                     calibration, "from cache" if reused else "computed", replaced, lap.timings)
 
