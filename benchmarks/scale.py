@@ -69,6 +69,12 @@ def main(argv=None) -> None:
     if args.one:
         print(json.dumps(measure(args.one, args.calibration, args.device, args.streaming)))
         return
+    from hwsearch.config import resolve_device
+    from hwsearch.errors import HwsearchError
+    try:
+        resolve_device(args.device)           # `--device cuda` on a machine without one: one line, before any work
+    except HwsearchError as error:
+        sys.exit(f"scale.py: {error}")
     rows = []
     for name in args.models.split(","):
         print(f"{name}: proxy table on {args.calibration} images ...", flush=True)

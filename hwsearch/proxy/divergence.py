@@ -91,8 +91,8 @@ def fisher_sensitivity(model: nn.Module, layers: list[Layer], calibration: torch
     names = [layer.name for layer in layers]
     squares, counts, traces = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0), dict.fromkeys(names, 0.0)
     output_square = 0.0               # the sum of squared outputs, which divides a squared relative error
-    with on_device(model, device):
-        model.eval()
+    was_training = model.training
+    with on_device(model.eval(), device):
         outputs: dict[str, torch.Tensor] = {}
         hooks = [model.get_submodule(name).register_forward_hook(
             lambda module, args, y, name=name: outputs.__setitem__(name, y)) for name in names]
@@ -120,6 +120,7 @@ def fisher_sensitivity(model: nn.Module, layers: list[Layer], calibration: torch
         finally:
             for handle in hooks:
                 handle.remove()
+            model.train(was_training)
     # KL's second-order term is half the Fisher form, averaged over images; a squared relative error is
     # the Gauss-Newton form over the whole batch, divided by its squared outputs
     per = 2 * len(calibration) if out.dim() == 2 else output_square

@@ -24,12 +24,14 @@ more than `CAPTURE_LIMIT` bytes of inputs, so small models' tables do not change
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hwsearch.compression import CompressedLayer, Fitter, Geometry, Option, compress, layer_nbytes
+from hwsearch.compression import CompressedLayer, Fitter, Geometry, Option, capture_inputs, compress, layer_nbytes
 from hwsearch.graph import Layer
 
 CAPTURE_LIMIT = 1 << 30      # bytes of captured inputs above which the table streams
@@ -45,25 +47,8 @@ class _Stop(Exception):
 
 def capture_bytes(model: nn.Module, names: list[str], calibration: torch.Tensor) -> int:
     """Bytes `capture_inputs` would keep for `names` over the whole calibration set."""
-    return sum(per_image * len(calibration) for per_image in _input_sizes(model, names, calibration[:1]).values())
-
-
-def _input_sizes(model: nn.Module, names: list[str], one: torch.Tensor) -> dict[str, int]:
-    """Bytes of one image's input to each named layer, in the order the layers run."""
-    sizes, hooks = {}, []
-    for name in names:
-        def hook(module, args, name=name):
-            sizes.setdefault(name, args[0].numel() * args[0].element_size())
-        hooks.append(model.get_submodule(name).register_forward_pre_hook(hook))
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(one)
-    finally:
-        for handle in hooks:
-            handle.remove()
-        model.train(was_training)
-    return sizes
+    one = capture_inputs(model, names, calibration[:1])
+    return sum(x.numel() * x.element_size() for x in one.values()) * len(calibration)
 
 
 class _Sample:
@@ -128,22 +113,9 @@ def capture_samples(model: nn.Module, names: list[str], calibration: torch.Tenso
                     memory_bytes: int = CAPTURE_LIMIT, device: str = "cpu"):
     """Yield `(name, _Sample)` for every named layer, capturing a group of layers per pass over the
     calibration batches; a group holds about `memory_bytes` of kept inputs, or one layer."""
-    one = calibration[:1].to(device)
-    shapes, order, hooks = {}, [], []
-    for name in names:
-        def probe(module, args, name=name):
-            if name not in shapes:
-                shapes[name] = tuple(args[0].shape)
-                order.append(name)
-        hooks.append(model.get_submodule(name).register_forward_pre_hook(probe))
-    was_training = model.training
-    try:
-        with torch.no_grad():
-            model.eval()(one)
-    finally:
-        for handle in hooks:
-            handle.remove()
-        model.train(was_training)
+    # one image through the model: each layer's input shape, in the order the layers run
+    shapes = {name: tuple(x.shape) for name, x in capture_inputs(model, names, calibration[:1].to(device)).items()}
+    order = list(shapes)
     n = len(calibration)
     kept = {name: _kept_bytes(model.get_submodule(name), shapes[name], n) for name in order}
     groups, current, size = [], [], 0
@@ -154,7 +126,7 @@ def capture_samples(model: nn.Module, names: list[str], calibration: torch.Tenso
         current.append(name)
         size += kept[name]
     groups.append(current)
-    for i, group in enumerate(groups):
+    for group in groups:
         samples = {name: _Sample(model.get_submodule(name), shapes[name], n, seed + names.index(name))
                    for name in group}
         _run_group(model, samples, group[-1], calibration, device)
@@ -198,8 +170,7 @@ def _run_group(model: nn.Module, samples: dict[str, _Sample], last: str, calibra
 def streamed_rows(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
                   calibration: torch.Tensor, progress=None, task=None, device: str = "cpu"):
     """Yield `(name, errors, sizes)` per layer: each option's relative output error at the sampled
-    positions, and its exact bytes in the file."""
-    model.eval()
+    positions, and its exact bytes in the file. `model` must be in eval mode."""
     for name, sample in capture_samples(model, [layer.name for layer in layers], calibration, device=device):
         module = model.get_submodule(name)
         fit_inputs = torch.cat(sample.fit_inputs)
@@ -207,7 +178,7 @@ def streamed_rows(model: nn.Module, layers: list[Layer], options: dict[str, list
         bias = None if module.bias is None else module.bias.detach().float().cpu()
         y = sample.outputs(weight, bias)
         norm = y.norm().clamp_min(1e-12)
-        fitter = Fitter(module.cpu() if device == "cpu" else _cpu_copy(module), fit_inputs)
+        fitter = Fitter(module if device == "cpu" else copy.deepcopy(module).cpu(), fit_inputs)
         errors, sizes = [], []
         for option in options[name]:
             compressed = compress(fitter.module, option, fitter=fitter)
@@ -215,13 +186,7 @@ def streamed_rows(model: nn.Module, layers: list[Layer], options: dict[str, list
             errors.append(_error(compressed, fitter.module, sample, fit_inputs, y, norm))
             if progress is not None and task is not None:
                 progress.advance(task)
-        del sample
         yield name, np.asarray(errors), np.asarray(sizes, dtype=np.int64)
-
-
-def _cpu_copy(module: nn.Module) -> nn.Module:
-    import copy
-    return copy.deepcopy(module).cpu()
 
 
 def _error(compressed: nn.Module, original: nn.Module, sample: _Sample, fit_inputs: torch.Tensor,

@@ -127,12 +127,16 @@ def build_proxy_table(model: nn.Module, layers: list[Layer], options: dict[str, 
 def _streamed_table(model, layers, options, calibration, progress, device) -> ProxyTable:
     task = progress.add_task("proxy table (streamed)", total=sum(len(options[l.name]) for l in layers)) if progress else None
     errors, sizes = {}, {}
-    with on_device(model, device):
-        for name, row, size in streamed_rows(model, layers, options, calibration, progress, task, device):
-            errors[name], sizes[name] = row, size
+    was_training = model.training
+    try:
+        with on_device(model.eval(), device):
+            for name, row, size in streamed_rows(model, layers, options, calibration, progress, task, device):
+                errors[name], sizes[name] = row, size
+        sensitivity = fisher_sensitivity(model, layers, calibration[:SENSITIVITY_IMAGES], device=device)
+    finally:
+        model.train(was_training)
     if progress:
         progress.remove_task(task)
-    sensitivity = fisher_sensitivity(model, layers, calibration[:SENSITIVITY_IMAGES], device=device)
     return ProxyTable(options, errors, sizes, sensitivity)
 
 
