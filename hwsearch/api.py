@@ -95,7 +95,7 @@ def search(model: nn.Module | str = "resnet18_digits", data: Sequence | str | No
            seed: int = 0, results: str | Path | None = None, run_id: str | None = None,
            cache_dir: str | Path | None = None, storage: str | None = None, heartbeat: int = 10,
            data_dir: str | Path | None = None, device: str = "auto", finetune_steps: int | None = None,
-           progress: bool | Any = True) -> SearchResult:
+           workers: int = 0, cluster: str | None = None, progress: bool | Any = True) -> SearchResult:
     """Find the per-layer compression that keeps the most accuracy within the budgets, confirm it by
     retraining, export it; returns the finished run.
 
@@ -106,6 +106,8 @@ def search(model: nn.Module | str = "resnet18_digits", data: Sequence | str | No
     built-in data set's files are. `budget` (file size: "10MB", "500KiB" or bytes),
     `latency` ("5ms") and `energy` ("2mJ") are hard constraints; give at least one. `results`:
     the folder for the run folder (default: a temporary one; `SearchResult.save` keeps it).
+    `workers` / `cluster`: the proxy table's rows and the fine-tuning as tasks on a local Dask
+    cluster of that many processes, or on the scheduler at `cluster` ("tcp://host:8786").
     `progress`: bars and log lines on stderr (True), none (False), or a rich `Progress`.
     """
     config, workload = _config(model, data, input_shape=input_shape, eval=eval, loss=loss, target=str(target),
@@ -116,7 +118,8 @@ def search(model: nn.Module | str = "resnet18_digits", data: Sequence | str | No
                                structured=structured, classifier=classifier, seed=seed, run_id=run_id,
                                cache_dir=None if cache_dir is None else str(cache_dir), storage=storage,
                                heartbeat_s=heartbeat, data_dir=None if data_dir is None else str(data_dir),
-                               device=device, finetune_steps=finetune_steps)
+                               device=device, finetune_steps=finetune_steps, workers=workers,
+                               cluster=cluster)
     temporary = tempfile.TemporaryDirectory(prefix="hwsearch-") if results is None else None
     result = run(replace(config, results_dir=temporary.name if temporary else str(results)), workload=workload,
                  progress=progress)

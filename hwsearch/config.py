@@ -51,6 +51,9 @@ class RunConfig:
     device: str = "auto"            # proxy table, sensitivities, training, evaluation: auto (a GPU if torch sees one),
                                     # cpu, cuda or cuda:N
     finetune_steps: int | None = None   # bound each candidate's fine-tuning to this many steps (None: every epoch)
+    workers: int = 0                # proxy-table rows and fine-tuning as tasks on a local Dask cluster of this many
+                                    # processes (0: all in this process)
+    cluster: str | None = None      # or on the Dask scheduler at this address (tcp://host:8786)
 
 
 # How each checked field is spelled on the command line; `check` names fields this way, or by
@@ -58,7 +61,7 @@ class RunConfig:
 FLAGS = {"trials": "--trials", "top_k": "--top-k", "finetune_epochs": "--finetune-epochs",
          "calibration_size": "--calibration", "max_accuracy_drop": "--max-accuracy-drop", "model": "--model",
          "data": "--data", "input": "--input", "eval": "--eval", "loss": "--loss", "data_dir": "--data-dir",
-         "device": "--device", "finetune_steps": "--finetune-steps"}
+         "device": "--device", "finetune_steps": "--finetune-steps", "workers": "--workers", "cluster": "--cluster"}
 YAML_KEYS = {"calibration_size": "calibration"}
 ARGUMENTS = {"calibration_size": "calibration", "input": "input_shape"}    # hwsearch.search's names
 
@@ -78,7 +81,7 @@ def check(config: RunConfig, *, yaml: bool = False, api: bool = False) -> None:
             return ARGUMENTS.get(field, field)
         return YAML_KEYS.get(field, field) if yaml else FLAGS[field]
 
-    for field, low in (("trials", 1), ("top_k", 1), ("finetune_epochs", 0), ("calibration_size", 1)):
+    for field, low in (("trials", 1), ("top_k", 1), ("finetune_epochs", 0), ("calibration_size", 1), ("workers", 0)):
         value = getattr(config, field)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise HwsearchError(f"{name(field)} must be a whole number of at least {low}, got {value!r}"
@@ -114,6 +117,12 @@ def check(config: RunConfig, *, yaml: bool = False, api: bool = False) -> None:
     if config.finetune_steps is not None and (isinstance(config.finetune_steps, bool)
                                               or not isinstance(config.finetune_steps, int) or config.finetune_steps < 1):
         raise HwsearchError(f"{name('finetune_steps')} must be a whole number of at least 1, got {config.finetune_steps!r}")
+    if config.workers and config.cluster:
+        raise HwsearchError(f"{name('workers')} starts a local cluster and {name('cluster')} joins a running one: "
+                            "give one of them")
+    if config.cluster is not None and not CLUSTER.fullmatch(config.cluster):
+        raise HwsearchError(f"{name('cluster')} {config.cluster!r} is not a Dask scheduler address: give "
+                            "tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786)")
     Budgets.parse(size=config.budget, latency=config.latency, energy=config.energy)
     if config.input:
         parse_input(config.input)
@@ -121,6 +130,7 @@ def check(config: RunConfig, *, yaml: bool = False, api: bool = False) -> None:
 
 MAX_ID = 120            # characters: the folder name (plus ".partial" and temporary names) stays far below 255 bytes
 DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")
+CLUSTER = re.compile(r"(tcp|tls|ucx)://[^\s/:]+:[0-9]{1,5}")
 RUN_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", re.ASCII)
 
 

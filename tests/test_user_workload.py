@@ -65,6 +65,29 @@ def test_the_exported_file_records_how_to_rebuild_the_users_model(example_run, e
     assert work.data.evaluate(model, work.data.test) == pytest.approx(summary["final"]["test_accuracy"])
 
 
+def test_a_user_model_from_files_runs_on_a_local_cluster(example, tmp_path):
+    """The proxy rows and the fine-tuning as tasks on two worker processes, which cannot import the user's files
+    (they get them by value): both candidates fine-tuned there, and a file within budget that scores what the
+    run says."""
+    proc = hwsearch("--model", "project/nets.py:build", "--data", "project/data.py:load", "--eval",
+                    "project/data.py:evaluate", "--input", "1x8x8", "--target", "cortex-a76", "--budget", "60KB",
+                    "--trials", "40", "--top-k", "2", "--finetune-epochs", "1", "--run-id", "spread", "--workers", "2",
+                    "--cache-dir", str(tmp_path / "cache"), cwd=example.parent)
+    assert proc.returncode == 0, proc.stderr
+    log = proc.stdout + proc.stderr
+    assert "heavy stages on a local Dask cluster of 2 worker process(es)" in log
+    assert "proxy table: computed on the cluster" in log and len(list((tmp_path / "cache").glob("proxy-*.npz"))) == 1
+    folder = example.parent / "results" / "spread"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["final"]["size_bytes"] == (folder / "model.hws").stat().st_size <= 60_000
+    assert len(summary["retrained"]) == 2 and all(0 < c["val_after"] <= 1 for c in summary["retrained"])
+    assert summary["final"]["test_accuracy"] > 0.5
+    model, _ = artifact.load(folder / "model.hws", trust_code=True)
+    work = load_user_workload(f"{example}/nets.py:build", f"{example}/data.py:load",
+                              eval_spec=f"{example}/data.py:evaluate")
+    assert work.data.evaluate(model, work.data.test) == pytest.approx(summary["final"]["test_accuracy"])
+
+
 def write(folder: Path, name: str, text: str) -> str:
     (folder / name).write_text(textwrap.dedent(text))
     return str(folder / name)

@@ -118,6 +118,11 @@ def run_arguments(p: Parser, **defaults) -> None:
     p.add_argument("--device", default=d.device,
                    help="where the proxy table, fine-tuning and evaluation run: auto (a GPU where torch sees one, "
                         "else the CPU; default), cpu, cuda or cuda:N; mixed precision on a GPU")
+    p.add_argument("--workers", type=int, default=d.workers,
+                   help="compute the proxy table's rows and fine-tune the candidates as tasks on a local Dask cluster "
+                        "of this many processes (default 0: in this process)")
+    p.add_argument("--cluster", default=None, metavar="tcp://HOST:PORT",
+                   help="... or on the Dask cluster whose scheduler is at this address (started with `dask scheduler`)")
     p.add_argument("--grid", choices=["classic", "default", "full"], default=d.grid,
                    help="per-layer options searched: classic (rank x sparsity x uniform bits), default (plus codebooks, "
                         "data-aware SVD, Tucker-2, spatial separation), full (plus low rank plus sparse and more; "
@@ -152,6 +157,7 @@ def run_config(args) -> RunConfig:
                        seed=args.seed, results_dir=args.results, cache_dir=args.cache_dir, run_id=args.run_id,
                        storage=getattr(args, "storage", None),
                        heartbeat_s=getattr(args, "heartbeat", RunConfig.heartbeat_s), data_dir=args.data_dir,
-                       device=args.device, finetune_steps=args.finetune_steps)
+                       device=args.device, finetune_steps=args.finetune_steps, workers=args.workers,
+                       cluster=args.cluster)
     check(config)
     return config

@@ -33,5 +33,6 @@ def main(argv: list[str]) -> int:
         done = work(storage_url=args.storage, study_name=args.study, cache_dir=args.cache_dir, wait_s=args.wait,
                     progress=progress)
     print(f"hwsearch worker {done['worker']}: evaluated {done['ran']} trials of study {args.study} "
-          f"({done['complete']} of {done['trials']} complete, {done['failed']} failed)")
+          f"({done['complete']} of {done['trials']} complete, {done['failed']} failed); proxy table "
+          f"{done['proxy_table']}")
     return 0

@@ -167,26 +167,31 @@ def _run_group(model: nn.Module, samples: dict[str, _Sample], last: str, calibra
             handle.remove()
 
 
-def streamed_rows(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
-                  calibration: torch.Tensor, progress=None, task=None, device: str = "cpu"):
-    """Yield `(name, errors, sizes)` per layer: each option's relative output error at the sampled
-    positions, and its exact bytes in the file. `model` must be in eval mode."""
+def streamed_calls(model: nn.Module, layers: list[Layer], options: dict[str, list[Option]],
+                   calibration: torch.Tensor, device: str = "cpu"):
+    """Yield `(name, (streamed_row, args))` per layer in the order the layers run, capturing each layer
+    group's samples as the calls are taken (by this process or a cluster's workers). `model` must be in
+    eval mode."""
     for name, sample in capture_samples(model, [layer.name for layer in layers], calibration, device=device):
         module = model.get_submodule(name)
-        fit_inputs = torch.cat(sample.fit_inputs)
-        weight = module.weight.detach().float().cpu()
-        bias = None if module.bias is None else module.bias.detach().float().cpu()
+        yield name, (streamed_row, (module if device == "cpu" else copy.deepcopy(module).cpu(), sample, options[name]))
+
+
+def streamed_row(module: nn.Module, sample: _Sample, options: list[Option]) -> tuple[np.ndarray, np.ndarray]:
+    """Each option's relative output error at the sampled positions, and its exact bytes in the file."""
+    fit_inputs = torch.cat(sample.fit_inputs)
+    weight = module.weight.detach().float().cpu()
+    bias = None if module.bias is None else module.bias.detach().float().cpu()
+    with torch.no_grad():
         y = sample.outputs(weight, bias)
         norm = y.norm().clamp_min(1e-12)
-        fitter = Fitter(module if device == "cpu" else copy.deepcopy(module).cpu(), fit_inputs)
+        fitter = Fitter(module, fit_inputs)
         errors, sizes = [], []
-        for option in options[name]:
+        for option in options:
             compressed = compress(fitter.module, option, fitter=fitter)
             sizes.append(layer_nbytes(compressed))
             errors.append(_error(compressed, fitter.module, sample, fit_inputs, y, norm))
-            if progress is not None and task is not None:
-                progress.advance(task)
-        yield name, np.asarray(errors), np.asarray(sizes, dtype=np.int64)
+    return np.asarray(errors), np.asarray(sizes, dtype=np.int64)
 
 
 def _error(compressed: nn.Module, original: nn.Module, sample: _Sample, fit_inputs: torch.Tensor,

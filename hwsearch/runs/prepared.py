@@ -7,15 +7,18 @@ every run on the same model instead of rebuilding it.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 
+from hwsearch.cluster import Pool
 from hwsearch.compression import Option, layer_options, replace_classifier, with_transform
 from hwsearch.config import RunConfig, resolve_device
 from hwsearch.export import artifact
 from hwsearch.graph import Layer, LayerGraph
-from hwsearch.proxy import ProxyTable, cached_proxy_table, streaming, streams
+from hwsearch.proxy import ProxyTable, cached_proxy_table, proxy_cache_file, streaming, streams
 from hwsearch.runs.progress import Laps, say_to
+from hwsearch import storage as storages
 from hwsearch.workloads import TrainConfig, Workload, open_workload, train, usable_cache_dir
 
 
@@ -34,6 +37,7 @@ class Prepared:
     proxy_source: str                 # "computed" or "from cache" (the disk cache)
     replaced: dict | None             # the classifier replacement's report, if any
     timings_s: dict[str, float]       # workload, classifier, tables_proxy
+    proxy_file: Path | None = None    # the table's cache file, when a database storage lets workers join and fetch it
 
     @property
     def names(self) -> list[str]:
@@ -47,11 +51,13 @@ def prepare_key(config: RunConfig) -> tuple:
             config.finetune_lr, config.seed)
 
 
-def prepare(config: RunConfig, progress=None, say=None, *, workload: Workload | None = None) -> Prepared:
+def prepare(config: RunConfig, progress=None, say=None, *, workload: Workload | None = None,
+            pool: Pool | None = None) -> Prepared:
     """Load (or train) the model, replace its classifier if asked, trace it, list the options and
     build (or read) the proxy table, which also measures every option's exact bytes.
 
-    `workload`: the model and data already opened (objects passed to `hwsearch.search`).
+    `workload`: the model and data already opened (objects passed to `hwsearch.search`); `pool`: a
+    cluster the proxy table's rows are computed on (`hwsearch.cluster`), else this process.
     """
     say = say or say_to(progress)
     lap = Laps()
@@ -80,22 +86,25 @@ def prepare(config: RunConfig, progress=None, say=None, *, workload: Workload | 
     fixed = artifact.fixed_bytes(model, model_spec=workload.model_spec, layer_names=[l.name for l in layers])
     calibration = data.train.take(config.calibration_size)
     table, reused = cached_proxy_table(model, layers, options, calibration, usable_cache_dir(config.cache_dir),
-                                       progress, warn=say, device=device)
-    say(f"proxy table: {'from cache' if reused else 'computed'}")
+                                       progress, warn=say, device=device, pool=pool)
+    say(f"proxy table: {'from cache' if reused else 'computed' if pool is None else 'computed on the cluster'}")
     lap("tables_proxy")
+    shared = None
+    if storages.kind(config.storage) != "journal":        # workers may join this run's study: hand them the table
+        shared = proxy_cache_file(model, layers, options, calibration, usable_cache_dir(config.cache_dir))
     if streams(model, layers, calibration):
         # a streamed table fitted its options on the first images only: retraining and the end-to-end
         # scores refit on those same images, so the run exports the fits it priced, in bounded memory
         calibration = calibration[:streaming.FIT_IMAGES]
     return Prepared(prepare_key(config), workload, graph, layers, options, fixed, table.combined(config.proxy),
-                    calibration, "from cache" if reused else "computed", replaced, lap.timings)
+                    calibration, "from cache" if reused else "computed", replaced, lap.timings, shared)
 
 
 def prepare_or_reuse(config: RunConfig, progress, say, prepared: Prepared | None,
-                     workload: Workload | None = None) -> Prepared:
+                     workload: Workload | None = None, pool: Pool | None = None) -> Prepared:
     """`prepared` if given (checked to be for this config), else `prepare(config)`."""
     if prepared is None:
-        return prepare(config, progress, say, workload=workload)
+        return prepare(config, progress, say, workload=workload, pool=pool)
     if prepared.key != prepare_key(config):
         raise RuntimeError(f"bug: tables prepared for {prepared.key} reused for {prepare_key(config)}")
     say(f"model and proxy table reused (prepared once for several runs; proxy table {prepared.proxy_source})")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
+from hwsearch.cluster import Pool, open_pool
 from hwsearch.config import RunConfig
 from hwsearch.export import artifact
-from hwsearch.proxy import PlanScorer
+from hwsearch.proxy import PlanScorer, shared_entry
 from hwsearch.runs import results
 from hwsearch.runs.folder import RunFolder
 from hwsearch.runs.outcomes import Confirmed, Exported, Searched
@@ -29,16 +30,19 @@ def run_stages(config: RunConfig, target, search: SearchConfig, folder: RunFolde
     """Every stage of a run into `folder`; returns the summary (summary.json)."""
     say = say_to(progress)
     reused = prepared is not None
-    prepared = prepare_or_reuse(config, progress, say, prepared, workload)
-    lap = Laps()
-    # the stages prepare ran here (0 s when the tables were prepared beforehand, for several runs)
-    lap.timings.update({name: 0.0 if reused else seconds for name, seconds in prepared.timings_s.items()})
-    tables = hardware_tables(prepared, target, search, config, progress, say)
-    lap("tables_cost")
-    searched = search_stage(tables, search, config.top_k, folder, storage, previous, progress, say)
-    lap("search")
-    confirmed = retrain_stage(tables, config, searched.top, progress, say)
-    lap("retrain")
+    with open_pool(config.workers, config.cluster) as pool:     # None: every stage in this process
+        if pool is not None:
+            say(f"heavy stages on {pool.describe()}")
+        prepared = prepare_or_reuse(config, progress, say, prepared, workload, pool=pool)
+        lap = Laps()
+        # the stages prepare ran here (0 s when the tables were prepared beforehand, for several runs)
+        lap.timings.update({name: 0.0 if reused else seconds for name, seconds in prepared.timings_s.items()})
+        tables = hardware_tables(prepared, target, search, config, progress, say)
+        lap("tables_cost")
+        searched = search_stage(tables, search, config.top_k, folder, storage, previous, progress, say)
+        lap("search")
+        confirmed = retrain_stage(tables, config, searched.top, progress, say, pool)
+        lap("retrain")
     exported = export_stage(tables, confirmed, search, folder.path, say)
     lap("export")
     summary = summarize(config, target, search, folder.run_id, tables, searched, confirmed, exported, lap.timings)
@@ -54,6 +58,8 @@ def search_stage(tables: Tables, search: SearchConfig, top_k: int, folder: RunFo
     say(f"{len(tables.layers)} compressible layers, {sum(map(len, tables.options.values()))} (layer, option) pairs; "
         f"fp32 file {int(baseline['size_bytes']):,} bytes; budgets {limits}")
     record = {k: v for k, v in folder.record.items() if k in ("version", "run_id", "config", "target_yaml")}
+    if tables.prepared.proxy_file is not None and tables.prepared.proxy_file.is_file():
+        record["proxy_table"] = shared_entry(tables.prepared.proxy_file)     # workers fetch it, not recompute it
     result = run_study(proxy=tables.proxy, costs=tables.costs, config=search, storage=storage,
                        study_name=folder.run_id, record=record, resumed_workers=previous, progress=progress)
     cands, optimum = result.candidates, result.optimum
@@ -71,18 +77,27 @@ def search_stage(tables: Tables, search: SearchConfig, top_k: int, folder: RunFo
     return Searched(result, front, top, best, second)
 
 
-def retrain_stage(tables: Tables, config: RunConfig, top: list[Candidate], progress, say) -> Confirmed:
-    """Fine-tune each candidate (structure fixed); the one best on validation is chosen."""
+def retrain_stage(tables: Tables, config: RunConfig, top: list[Candidate], progress, say,
+                  pool: Pool | None = None) -> Confirmed:
+    """Fine-tune each candidate (structure fixed); the one best on validation is chosen. With a `pool`
+    the candidates are fine-tuned at once, one task each, on the cluster's workers."""
     model, data, options = tables.workload.model, tables.workload.data, tables.options
     finetune = TrainConfig(epochs=config.finetune_epochs, max_lr=config.finetune_lr, seed=config.seed,
                            max_shift=data.max_shift, schedule=config.finetune_schedule, distill=config.finetune_distill,
                            max_steps=config.finetune_steps)
     runs, divergence, scorer = [], {}, PlanScorer(model, tables.calibration)
     metric = "accuracy" if data.metric_name == "top-1 accuracy" else data.metric_name
-    for rank, cand in enumerate(top, start=1):
-        result = retrain(model, cand.plan(options), data, finetune, progress,
-                         description=f"retraining candidate {rank}/{len(top)} (trial {cand.trial})",
-                         calibration=tables.calibration)
+    if pool is None:
+        results = (retrain(model, cand.plan(options), data, finetune, progress,
+                           description=f"retraining candidate {rank}/{len(top)} (trial {cand.trial})",
+                           calibration=tables.calibration) for rank, cand in enumerate(top, start=1))
+    else:
+        task = progress.add_task(f"fine-tuning {len(top)} candidate(s) on the cluster", total=len(top)) \
+            if progress else None
+        futures = [pool.submit(retrain, model, cand.plan(options), data, finetune, None, "",
+                               calibration=tables.calibration) for cand in top]
+        results = (_advanced(future.result(), progress, task) for future in futures)
+    for cand, result in zip(top, results):
         runs.append((cand, result))
         divergence[cand.trial] = scorer(cand.plan(options))
         say(f"candidate trial {cand.trial}: {int(cand.totals['size_bytes']):,} B; validation {metric} "
@@ -90,6 +105,12 @@ def retrain_stage(tables: Tables, config: RunConfig, top: list[Candidate], progr
             f"{'fine-tuned' if result.fine_tuned else 'compressed'} weights (test {result.test_accuracy:.2%})")
     chosen, best = max(runs, key=lambda pair: (pair[1].val_accuracy, -pair[0].proxy))
     return Confirmed(runs, divergence, chosen, best)
+
+
+def _advanced(value, progress, task):
+    if progress is not None:
+        progress.advance(task)
+    return value
 
 
 def export_stage(tables: Tables, confirmed: Confirmed, search: SearchConfig, out: Path, say) -> Exported:

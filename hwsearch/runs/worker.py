@@ -3,7 +3,9 @@
 The run that created the study (`hwsearch --storage URL --run-id NAME ...`) recorded its
 settings and its target's text in the study; a worker rebuilds the tables from them with
 this machine's caches, checks that they hash to the run's, and claims waiting trials
-until none is left (trial_queue). The run itself retrains and exports.
+until none is left (trial_queue). The run's proxy table comes with the record (the heavy
+stage, minutes for an ImageNet-size model), so a worker reads it instead of recomputing it.
+The run itself retrains and exports.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from hwsearch.storage import trial_queue
 from hwsearch.errors import RunError
 from hwsearch.runs.pipeline import config_from_record, study_exists
 from hwsearch.runs.progress import say_to
+from hwsearch.proxy import put_shared_entry
 from hwsearch.runs.tables import build_tables, search_config
 from hwsearch.study import Search
 from hwsearch.workloads import usable_cache_dir
@@ -47,10 +50,13 @@ def work(*, storage_url: str, study_name: str, cache_dir: str | None = None, wai
     if not record:
         raise RunError(f"study {study_name} in --storage {storages.masked(storage_url)} was not started by hwsearch")
     config = replace(config_from_record(record), cache_dir=cache_dir)
-    usable_cache_dir(config.cache_dir)
+    cache = usable_cache_dir(config.cache_dir)
+    if record.get("proxy_table"):       # the run's table, so that this machine does not recompute it
+        put_shared_entry(record["proxy_table"], cache)
     storage = storages.open_storage(storage_url, heartbeat_s=config.heartbeat_s)
     target = parse_target(record["target_yaml"], source=f"(the target recorded with study {study_name})")
     tables = build_tables(config, target, progress, say_to(progress))
+    fetched = record.get("proxy_table") is not None and tables.prepared.proxy_source == "from cache"
     search = Search(proxy=tables.proxy, costs=tables.costs, config=search_config(config))
     if search.digest() != record.get("tables_sha256"):
         raise RunError(f"this worker's tables differ from the ones study {study_name} was started with (another model "
@@ -59,4 +65,5 @@ def work(*, storage_url: str, study_name: str, cache_dir: str | None = None, wai
     ran = trial_queue.run(study, storage, search.objective)
     states = [t.state for t in study.get_trials(deepcopy=False)]
     return {"worker": trial_queue.WORKER, "ran": ran, "complete": states.count(TrialState.COMPLETE),
-            "failed": states.count(TrialState.FAIL), "trials": config.trials}
+            "failed": states.count(TrialState.FAIL), "trials": config.trials,
+            "proxy_table": "fetched from the run's study" if fetched else tables.prepared.proxy_source}
