@@ -61,6 +61,10 @@ EXPECTED = {
     "shufflenet_v2_x1_0": (2_278_604, 0.145),
     "mnasnet1_0": (4_383_312, 0.314),
     "regnet_y_400mf": (4_344_144, 0.402),
+    # not in torchvision: DeiT-Ti (Touvron et al. 2021, Table 1: 5M parameters, 1.3 GFLOPs, which count a
+    # multiply-add once) is timm's vit_tiny_patch16_224, 5,717,416 parameters; 1.254 GMACs is the exact count
+    # with both attention products (12 blocks x 102.05 M + the 28.9 M patch embedding + the head)
+    "vit_tiny": (5_717_416, 1.254),
 }
 
 # name: (ncnn benchmark file, input side, weights, biases, MACs), summed from the file (see module docstring).

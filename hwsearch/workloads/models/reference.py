@@ -35,6 +35,7 @@ from hwsearch.workloads.models.resnet import resnet18, resnet50, resnet50_v1
 from hwsearch.workloads.models.shufflenet import shufflenet_v2_x1_0
 from hwsearch.workloads.models.squeezenet import squeezenet1_0, squeezenet1_1, squeezenet1_1_conv10_pad1
 from hwsearch.workloads.models.vgg import vgg16
+from hwsearch.workloads.models.vit import vit_tiny
 
 REFERENCE_MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet18": resnet18,
@@ -53,6 +54,7 @@ REFERENCE_MODELS: dict[str, Callable[..., nn.Module]] = {
     "shufflenet_v2_x1_0": shufflenet_v2_x1_0,
     "mnasnet1_0": mnasnet1_0,
     "regnet_y_400mf": regnet_y_400mf,
+    "vit_tiny": vit_tiny,              # DeiT-Ti / timm vit_tiny_patch16_224 (torchvision has no tiny ViT)
     # earlier definitions of the same families, as Caffe-era releases (and Tencent/ncnn's benchmark) have them
     "resnet50_v1": resnet50_v1,
     "alexnet_bvlc": alexnet_bvlc,
