@@ -75,6 +75,7 @@ class HostFigures:
     float_in_chain_s: list[float] = ()      # the same layer in float among float neighbours
     alternating_s: list[float] = ()         # float, int8, float, int8: four width changes (and the model's end)
     call_s: float = 0.0
+    bandwidth_sources: dict = None          # level -> where its figure came from, when not the working-set sweep
 
 
 def measure(runtime: str, progress=None) -> HostFigures:
@@ -122,10 +123,39 @@ def measure(runtime: str, progress=None) -> HostFigures:
                        skips_padding, SHAPES, latencies, alone, chained, float_chained, mixed, fixed.call_s)
 
 
-def build_target(figures: HostFigures) -> tuple[str, Target, dict]:
-    """The target YAML text for the measured figures, with its kernel figures fitted; and the fit report."""
+@dataclass(frozen=True)
+class Identity:
+    """What a target file written from measurements says about itself, beyond the figures: its name, first
+    line and how each figure was measured, and the register file the fit's micro-kernel tile assumes."""
+    name: str
+    header: str
+    how: str
+    registers: tuple[str, ...]          # the memory list's `registers` entry, YAML lines
+    register_tile: str                  # the cpu section's register_tile line
+
+
+def host_identity(runtime: str) -> Identity:
+    """This machine, as `hwsearch calibrate host` writes it (an x86-64 core with AVX-512)."""
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    return Identity(
+        RUNTIMES[runtime],
+        f"# This machine's CPU, one core, batch 1, as {runtime} runs it: written by `hwsearch calibrate host"
+        f"{' --runtime torch' if runtime == 'torch' else ''}`.",
+        f"measured: hwsearch calibrate host ({runtime}), {when}",
+        ("  - name: registers",
+         "    size_bytes: 2048        # source: x86-64 AVX-512: 32 zmm registers x 64 B",
+         "    bandwidth_bytes_per_cycle: 384   # derived: 2 FMA/cycle x 3 register operands x 64 B",
+         "    read_pj_per_byte: 0.0   # assumption: register reads are part of the per-MAC energy",
+         "    write_pj_per_byte: 0.0  # assumption: as above"),
+        "  register_tile: [8, 32]    # assumption: an AVX-512 fp32 micro-kernel of 8 rows x 2 zmm vectors of accumulators")
+
+
+def build_target(figures: HostFigures, identity: Identity | None = None) -> tuple[str, Target, dict]:
+    """The target YAML text for the measured figures, with its kernel figures fitted; and the fit report.
+    `identity`: what the file says it is (default: this machine, `host_identity`)."""
+    identity = identity or host_identity(figures.runtime)
     draft = _yaml(figures, {"gemm_efficiency": 0.8, "conv_efficiency": 0.8, "depthwise_efficiency": 0.2,
-                            "reduction_overhead": 4.0, "weight_reorder_passes": 0.0})
+                            "reduction_overhead": 4.0, "weight_reorder_passes": 0.0}, identity)
     target = parse_target(draft, source="calibration draft")
     layers = [_layer(shape) for shape in figures.shapes]
     measured = np.array(figures.latencies_s)
@@ -146,8 +176,8 @@ def build_target(figures: HostFigures) -> tuple[str, Target, dict]:
     values = {name: float(f"{v:.3g}") for name, v in zip(FITTED, solution.x)}
     errors = predicted(np.array(list(values.values()))) / measured - 1
     if figures.int8_in_chain_s:
-        values.update(_fit_int8(parse_target(_yaml(figures, values), source="calibration draft"), figures))
-    text = _yaml(figures, values)
+        values.update(_fit_int8(parse_target(_yaml(figures, values, identity), source="calibration draft"), figures))
+    text = _yaml(figures, values, identity)
     fitted = parse_target(text, source="calibration")
     report = {"fitted": values, "shapes": [list(s) for s in figures.shapes],
               "measured_s": measured.tolist(), "error": errors.tolist(),
@@ -230,16 +260,14 @@ def _clock_hz() -> float:
     return 1e9
 
 
-def _yaml(f: HostFigures, kernels: dict[str, float]) -> str:
+def _yaml(f: HostFigures, kernels: dict[str, float], identity: Identity) -> str:
     """The target file, each number with how it was measured."""
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    how = f"measured: hwsearch calibrate host ({f.runtime}), {when}"
+    how = identity.how
     clock = f.clock_hz
-    name = RUNTIMES[f.runtime]
-    levels = dict(f.caches)
+    name = identity.name
     lines = [
-        f"# This machine's CPU, one core, batch 1, as {f.runtime} runs it: written by `hwsearch calibrate host"
-        f"{' --runtime torch' if f.runtime == 'torch' else ''}`.",
+        identity.header,
         "# Rates are measured; per-cycle figures are the measured rate divided by the nominal clock below.",
         "# Energies are Horowitz's 45 nm figures (ISSCC 2014), as for the Arm targets: not measured here.",
         f"name: {name}",
@@ -260,7 +288,7 @@ def _yaml(f: HostFigures, kernels: dict[str, float]) -> str:
         lines += [
             "  - dtype: int8",
             "    max_weight_bits: 8      # source: onnxruntime QDQ int8 kernels (QLinearConv, QGemm) take int8 weights",
-            "    operand_bits: 8         # source: uint8 x int8 (AVX512-VNNI vpdpbusd)",
+            "    operand_bits: 8         # source: uint8 x int8, the pair onnxruntime's QDQ kernels take (AVX512-VNNI vpdpbusd on x86)",
             "    activation_bytes: 1     # source: uint8 activations in QDQ models",
             f"    macs_per_cycle: {f.int8_macs_per_s / clock:.4g}   # {how}: {f.int8_macs_per_s / 1e9:.1f} GMAC/s "
             "(MatMulInteger 512^3)",
@@ -272,21 +300,15 @@ def _yaml(f: HostFigures, kernels: dict[str, float]) -> str:
                 "int8 neighbours (chains of one and two)",
                 f"    depthwise_efficiency: {kernels['int8_depthwise_efficiency']}  # fitted: as above",
             ]
-    lines += [
-        "memory:",
-        "  - name: registers",
-        "    size_bytes: 2048        # source: x86-64 AVX-512: 32 zmm registers x 64 B",
-        "    bandwidth_bytes_per_cycle: 384   # derived: 2 FMA/cycle x 3 register operands x 64 B",
-        "    read_pj_per_byte: 0.0   # assumption: register reads are part of the per-MAC energy",
-        "    write_pj_per_byte: 0.0  # assumption: as above",
-    ]
+    lines += ["memory:", *identity.registers]
     energy = {"L1": 1.25, "L2": 2.5, "L3": 12.5}
     for level, size in f.caches:
         lines += [
             f"  - name: {level.lower()}",
             f"    size_bytes: {size}      # measured: sysfs cache size ({when})",
-            f"    bandwidth_bytes_per_cycle: {f.bandwidth[level] / clock:.4g}   # {how}: "
-            f"{f.bandwidth[level] / 1e9:.1f} GB/s (working-set sweep, one core)",
+            f"    bandwidth_bytes_per_cycle: {f.bandwidth[level] / clock:.4g}   # "
+            + ((f.bandwidth_sources or {}).get(level) or
+               f"{how}: {f.bandwidth[level] / 1e9:.1f} GB/s (working-set sweep, one core)"),
             f"    read_pj_per_byte: {energy.get(level, 12.5)}   # source: Horowitz memory table (8 KB / 32 KB / 1 MB SRAM)",
             f"    write_pj_per_byte: {energy.get(level, 12.5)}  # source: as read",
         ]
@@ -307,7 +329,7 @@ def _yaml(f: HostFigures, kernels: dict[str, float]) -> str:
         "sparsity:",
         "  skips: none               # source: dense kernels in onnxruntime and torch eager",
         "cpu:",
-        "  register_tile: [8, 32]    # assumption: an AVX-512 fp32 micro-kernel of 8 rows x 2 zmm vectors of accumulators",
+        identity.register_tile,
         f"  gemm_efficiency: {kernels['gemm_efficiency']}     # fitted: {how}, single layers (cost_models/host.py)",
         f"  conv_efficiency: {kernels['conv_efficiency']}     # fitted: as above",
         f"  depthwise_efficiency: {kernels['depthwise_efficiency']}  # fitted: as above",

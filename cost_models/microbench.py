@@ -70,6 +70,14 @@ def int8_macs_per_s(*, size: int = 512, min_time_s: float = 0.2) -> float:
     uint8 x int8 is the pair onnxruntime's x86 kernels (AVX512-VNNI `vpdpbusd`) are built
     for; with int8 x int8 MatMulInteger falls back to a kernel 20x slower here.
     """
+    model = matmul_integer_model(size)
+    a = np.random.default_rng(1).integers(0, 256, (size, size), dtype=np.uint8)
+    seconds = measure_onnxruntime(model.SerializeToString(), a, threads=1, min_time_s=min_time_s).median_s
+    return size ** 3 / seconds
+
+
+def matmul_integer_model(size: int = 512) -> onnx.ModelProto:
+    """uint8 input (size x size) @ a fixed int8 weight (size x size) -> int32: `int8_macs_per_s`'s model."""
     rng = np.random.default_rng(0)
     weight = rng.integers(-127, 128, (size, size), dtype=np.int8)
     graph = helper.make_graph(
@@ -79,9 +87,7 @@ def int8_macs_per_s(*, size: int = 512, min_time_s: float = 0.2) -> float:
         [numpy_helper.from_array(weight, "b")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     onnx.checker.check_model(model)
-    a = rng.integers(0, 256, (size, size), dtype=np.uint8)
-    seconds = measure_onnxruntime(model.SerializeToString(), a, threads=1, min_time_s=min_time_s).median_s
-    return size ** 3 / seconds
+    return model
 
 
 # ---- memory --------------------------------------------------------------------------------------
@@ -238,24 +244,40 @@ def _chain_latency(shape: LayerShape, count: int, runtime: str, min_time_s: floa
                    int8_every: int = 1) -> float:
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    if runtime == "torch":
+        model, x, _ = chain_model(shape, count)
+        return measure_torch(model, x, threads=1, min_time_s=min_time_s).median_s
+    with tempfile.TemporaryDirectory(prefix="hwsearch-microbench-") as tmp:
+        path = chain_onnx(shape, count, runtime, Path(tmp) / "layer.onnx", int8_every)
+        _, x, _ = chain_model(shape, count)
+        return measure_onnxruntime(path, x, threads=1, min_time_s=min_time_s).median_s
+
+
+def chain_model(shape: LayerShape, count: int) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """`count` such layers, each followed by a ReLU (as in real networks: runtimes fuse it, or not, into the
+    layer), with fixed weights; an input, and four calibration inputs for int8 export."""
     if count > 1 and shape.in_channels != shape.out_channels:
         raise ValueError("a chain of layers needs in_channels == out_channels")
     with torch.random.fork_rng():                       # fixed weights, and the caller's RNG untouched
         torch.manual_seed(0)
-        # each layer followed by a ReLU, as in real networks (runtimes fuse it, or not, into the layer)
         modules = [(f"{kind}{i}", module) for i in range(count)
                    for kind, module in (("layer", shape.module()), ("relu", nn.ReLU()))]
         model = nn.Sequential(OrderedDict(modules)).eval()
         x = torch.randn(shape.input_shape())
         calibration = torch.randn(4, *shape.input_shape()[1:])
-    if runtime == "torch":
-        return measure_torch(model, x, threads=1, min_time_s=min_time_s).median_s
+    return model, x, calibration
+
+
+def chain_onnx(shape: LayerShape, count: int, runtime: str, path: Path, int8_every: int = 1) -> Path:
+    """The chain of `chain_model` as the ONNX file onnxruntime times: fp32 ("onnxruntime"), or with every
+    `int8_every`-th layer int8 in QDQ form ("onnxruntime-int8")."""
+    if runtime not in ("onnxruntime", "onnxruntime-int8"):
+        raise ValueError(f"runtime must be onnxruntime or onnxruntime-int8, got {runtime!r}")
+    model, x, calibration = chain_model(shape, count)
     layers = [name for name, _ in model.named_children() if name.startswith("layer")]
     int8_layers = ({name for i, name in enumerate(layers) if i % int8_every == int8_every - 1}
                    if runtime == "onnxruntime-int8" else None)
-    with tempfile.TemporaryDirectory(prefix="hwsearch-microbench-") as tmp:
-        path = export_onnx(model, x, Path(tmp) / "layer.onnx", int8_layers=int8_layers, calibration=calibration)
-        return measure_onnxruntime(path, x, threads=1, min_time_s=min_time_s).median_s
+    return export_onnx(model, x, path, int8_layers=int8_layers, calibration=calibration)
 
 
 def in_chain(shapes: list[LayerShape], runtime: str, *, min_time_s: float = 0.2) -> list[tuple[float, float]]:
