@@ -88,3 +88,6 @@ def test_a_worker_joining_a_run_fetches_its_proxy_table_instead_of_recomputing_i
     [fetched] = elsewhere.glob("proxy-*.npz")
     assert fetched.read_bytes() == (model_cache / fetched.name).read_bytes()
     assert done["complete"] == summary["search"]["trials"] == 20
+    import optuna
+    retrained = optuna.load_study(study_name="shared", storage=url).user_attrs["retrained"]
+    assert [r["trial"] for r in retrained] == [c["trial"] for c in summary["retrained"]]    # in the run's storage

@@ -76,6 +76,7 @@ def test_a_user_model_from_files_runs_on_a_local_cluster(example, tmp_path):
     assert proc.returncode == 0, proc.stderr
     log = proc.stdout + proc.stderr
     assert "heavy stages on a local Dask cluster of 2 worker process(es)" in log
+    assert "Traceback" not in proc.stderr and "distributed" not in proc.stderr      # the cluster says nothing
     assert "proxy table: computed on the cluster" in log and len(list((tmp_path / "cache").glob("proxy-*.npz"))) == 1
     folder = example.parent / "results" / "spread"
     summary = json.loads((folder / "summary.json").read_text())

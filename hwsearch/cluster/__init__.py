@@ -119,7 +119,9 @@ def open_pool(workers: int = 0, address: str | None = None) -> Iterator[Pool | N
     except ImportError:
         raise HwsearchError("--workers and --cluster need Dask's distributed package: pip install distributed") from None
     import logging
-    logging.getLogger("distributed").setLevel(logging.ERROR)    # its INFO lines would bury the run's
+    # its INFO lines would bury the run's, and a worker outliving the scheduler by a heartbeat at shutdown logs an
+    # ERROR with a traceback for nothing; a task's own failure still reaches the run as its exception
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
     if address:
         try:
             client = Client(address, timeout=5)
@@ -136,7 +138,7 @@ def open_pool(workers: int = 0, address: str | None = None) -> Iterator[Pool | N
         return
     threads = max(1, (os.cpu_count() or 1) // workers)
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR)
+                           silence_logs=logging.CRITICAL)
     client = Client(cluster)
     try:
         yield Pool(client, workers, threads, None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import optuna
 import torch
 
 from hwsearch.cluster import Pool, open_pool
@@ -42,6 +43,7 @@ def run_stages(config: RunConfig, target, search: SearchConfig, folder: RunFolde
         searched = search_stage(tables, search, config.top_k, folder, storage, previous, progress, say)
         lap("search")
         confirmed = retrain_stage(tables, config, searched.top, progress, say, pool)
+        record_retrained(storage, folder.run_id, confirmed)
         lap("retrain")
     exported = export_stage(tables, confirmed, search, folder.path, say)
     lap("export")
@@ -103,8 +105,20 @@ def retrain_stage(tables: Tables, config: RunConfig, top: list[Candidate], progr
         say(f"candidate trial {cand.trial}: {int(cand.totals['size_bytes']):,} B; validation {metric} "
             f"{result.val_before:.2%} compressed, {result.val_after:.2%} fine-tuned; kept "
             f"{'fine-tuned' if result.fine_tuned else 'compressed'} weights (test {result.test_accuracy:.2%})")
+    if pool is not None and progress:
+        progress.remove_task(task)
     chosen, best = max(runs, key=lambda pair: (pair[1].val_accuracy, -pair[0].proxy))
     return Confirmed(runs, divergence, chosen, best)
+
+
+def record_retrained(storage, study_name: str, confirmed: Confirmed) -> None:
+    """The fine-tuned candidates' scores in the study (user attribute "retrained"), beside its trials: the run's
+    storage holds what retraining found (on a cluster or here), not only the run folder."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    study.set_user_attr("retrained", [
+        {"trial": cand.trial, "val_before": result.val_before, "val_after": result.val_after,
+         "fine_tuned_kept": result.fine_tuned, "test_accuracy": result.test_accuracy}
+        for cand, result in confirmed.runs])
 
 
 def _advanced(value, progress, task):
