@@ -91,3 +91,58 @@ def test_a_worker_joining_a_run_fetches_its_proxy_table_instead_of_recomputing_i
     import optuna
     retrained = optuna.load_study(study_name="shared", storage=url).user_attrs["retrained"]
     assert [r["trial"] for r in retrained] == [c["trial"] for c in summary["retrained"]]    # in the run's storage
+
+
+def test_a_run_joins_a_running_cluster_by_its_address(setup, tmp_path):
+    """A scheduler and two worker processes started as on real machines (`dask scheduler`, `dask worker ADDRESS`):
+    `--cluster ADDRESS` computes the same table there."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    model, layers, options, calibration = setup
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    dask = str(Path(sys.executable).with_name("dask"))
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}           # the workers import hwsearch (and this test's model)
+    logs = (tmp_path / "scheduler.log").open("w"), (tmp_path / "workers.log").open("w")
+    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                              stdout=logs[0], stderr=subprocess.STDOUT, env=env)]
+    try:
+        procs.append(subprocess.Popen([dask, "worker", address, "--nworkers", "2", "--nthreads", "1",
+                                       "--no-dashboard"], stdout=logs[1], stderr=subprocess.STDOUT, env=env,
+                                      cwd=os.getcwd()))
+        from distributed import Client
+        deadline = time.monotonic() + 120
+        while True:                                             # until both workers have joined
+            try:
+                with Client(address, timeout=5) as client:
+                    if len(client.scheduler_info()["workers"]) == 2:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "workers.log").read_text()[-2000:]
+            time.sleep(0.5)
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)                               # as each worker: dask worker sets one thread
+        try:
+            alone = build_proxy_table(model, layers, options, calibration, streaming=True)
+            with open_pool(address=address) as pool:
+                assert pool.workers == 2 and pool.address == address
+                spread = build_proxy_table(model, layers, options, calibration, streaming=True, pool=pool)
+        finally:
+            torch.set_num_threads(before)
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+            proc.wait(timeout=30)
+        for log in logs:
+            log.close()
+    for name in alone.errors:
+        np.testing.assert_array_equal(spread.errors[name], alone.errors[name], err_msg=name)
+        np.testing.assert_array_equal(spread.sizes[name], alone.sizes[name])
