@@ -93,6 +93,9 @@ def export_kit(folder: Path, progress=None) -> Path:
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise TargetError(f"--device-export {folder} exists and is not an empty folder: give a new folder")
+    if any(parent.exists() and not parent.is_dir() for parent in folder.parents):
+        raise TargetError(f"--device-export {folder}: {next(p for p in folder.parents if p.exists())} is a file, "
+                          "not a folder: give a folder path")
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

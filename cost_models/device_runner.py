@@ -65,6 +65,8 @@ def device_info():
 
 
 def time_calls(call, min_time_s, warmup=3, repeats=5):
+    """(median, p10, p90, calls) of `call`: the method of cost_models.measure.measure_call, written again here
+    because this file runs where hwsearch is not installed."""
     for _ in range(warmup):
         call()
     times = []

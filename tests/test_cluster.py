@@ -5,11 +5,9 @@ import torch
 from distributed import get_task_stream
 
 from hwsearch.cluster import open_pool
-from hwsearch.compression import layer_options
 from hwsearch.errors import HwsearchError
-from hwsearch.graph import LayerGraph
 from hwsearch.proxy import build_proxy_table
-from tests.test_proxy_streaming import Net
+from tests.test_proxy_streaming import small_net
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +18,7 @@ def pool():
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    model = Net().eval()
-    layers = LayerGraph.trace(model, torch.zeros(1, 3, 16, 16)).compressible()
-    options = {layer.name: layer_options(layer) for layer in layers}
-    calibration = torch.randn(24, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    return model, layers, options, calibration
+    return small_net()
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["exact", "streamed"])

@@ -29,13 +29,19 @@ class Net(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-@pytest.fixture(scope="module")
-def setup():
+def small_net():
+    """`Net`, its compressible layers, their default options and 24 seeded calibration images."""
     torch.manual_seed(0)
     model = Net().eval()
     layers = LayerGraph.trace(model, torch.zeros(1, 3, 16, 16)).compressible()
     options = {layer.name: layer_options(layer) for layer in layers}
     calibration = torch.randn(24, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    return model, layers, options, calibration
+
+
+@pytest.fixture(scope="module")
+def setup():
+    model, layers, options, calibration = small_net()
     exact = build_proxy_table(model, layers, options, calibration, streaming=False)
     return model, layers, options, calibration, exact
 
